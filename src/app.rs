@@ -1,0 +1,269 @@
+//! Wiring: binds listeners, builds the first snapshot, starts worker threads (one
+//! current-thread runtime each, with its own `SO_REUSEPORT` listener and connection pools)
+//! and a separate admin thread, and runs the drain sequence.
+//!
+//! Owns: `App::start`, `AppHandle` (addresses, drain, stop, wait) and process lifecycle.
+//! Does not own: what happens to a request (see `proxy`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+
+use arc_swap::ArcSwap;
+use serde_json::json;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::{watch, Semaphore};
+use tracing::{info, warn, Instrument};
+
+use crate::admin::{self, AdminState};
+use crate::config::model::Limits;
+use crate::config::Loaded;
+use crate::proxy::{self, ConnTracker, Lifecycle, Shared, Worker};
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics::{Direction, Metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind { listener: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start {what}: {source}")]
+    Start { what: &'static str, source: std::io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Data-path worker threads (each a current-thread runtime). Default: available cores.
+    pub workers: usize,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions { workers: thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+}
+
+pub struct App;
+
+/// A running proxy. Dropping it stops everything without waiting for in-flight requests.
+pub struct AppHandle {
+    pub outbound: Option<SocketAddr>,
+    pub inbound: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+    lifecycle_tx: Arc<watch::Sender<Lifecycle>>,
+    done: watch::Receiver<bool>,
+}
+
+type ListenerSet = Vec<(std::net::TcpListener, Direction)>;
+
+impl App {
+    pub fn start(loaded: Loaded, opts: AppOptions) -> Result<AppHandle, Error> {
+        let workers = opts.workers.max(1);
+        let config = loaded.config.clone();
+        let admin_l = bind(config.admin, "admin", 1)?.remove(0);
+        let metrics_l = bind(config.metrics, "metrics", 1)?.remove(0);
+        let mut per_worker: Vec<ListenerSet> = (0..workers).map(|_| Vec::new()).collect();
+        let mut outbound = None;
+        if let Some(o) = &config.outbound {
+            let group = bind(o.listen, "outbound", workers)?;
+            outbound = Some(group[0].local_addr().expect("bound socket has an address"));
+            for (i, l) in group.into_iter().enumerate() {
+                per_worker[i].push((l, Direction::Outbound));
+            }
+        }
+        let mut inbound = None;
+        if let Some(ib) = &config.inbound {
+            let group = bind(ib.listen, "inbound", workers)?;
+            inbound = Some(group[0].local_addr().expect("bound socket has an address"));
+            for (i, l) in group.into_iter().enumerate() {
+                per_worker[i].push((l, Direction::Inbound));
+            }
+        }
+        let admin_addr = admin_l.local_addr().expect("bound socket has an address");
+        let metrics_addr = metrics_l.local_addr().expect("bound socket has an address");
+
+        let metrics = Metrics::new();
+        let snapshot = Snapshot::build(loaded.clone(), 1, &metrics, workers);
+        let history = vec![json!({
+            "time": humantime::format_rfc3339_millis(loaded.loaded_at).to_string(),
+            "generation": 1,
+            "sha256": loaded.sha256,
+            "result": "success",
+            "error": null,
+            "changes": {
+                "routes_added": snapshot.routes.iter().map(|r| r.route.name.clone()).collect::<Vec<_>>(),
+                "backends_added": snapshot.backends.iter().map(|b| b.backend.name.clone()).collect::<Vec<_>>(),
+            },
+        })];
+        let (lifecycle_tx, lifecycle_rx) = watch::channel(Lifecycle::Running);
+        let lifecycle_tx = Arc::new(lifecycle_tx);
+        let inbound_limit = config
+            .inbound
+            .as_ref()
+            .and_then(|ib| ib.max_concurrent_requests)
+            .map(|n| Arc::new(Semaphore::new(n as usize)));
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            lifecycle: lifecycle_rx,
+            inbound_limit,
+        });
+
+        let mut joins = Vec::new();
+        for (id, listeners) in per_worker.into_iter().enumerate() {
+            let worker = Arc::new(Worker { id, shared: shared.clone(), conns: Arc::new(ConnTracker::default()) });
+            let limits = config.limits.clone();
+            let drain_timeout = config.drain_timeout;
+            let j = thread::Builder::new()
+                .name(format!("outrider-w{id}"))
+                .spawn(move || run_worker(worker, listeners, limits, drain_timeout))
+                .map_err(|source| Error::Start { what: "worker thread", source })?;
+            joins.push(j);
+        }
+
+        let (done_tx, done) = watch::channel(false);
+        let admin_state = Arc::new(AdminState { shared: shared.clone(), lifecycle_tx: lifecycle_tx.clone(), history });
+        let lifecycle_for_admin = lifecycle_tx.clone();
+        thread::Builder::new()
+            .name("outrider-admin".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                rt.block_on(async move {
+                    let a = tokio::net::TcpListener::from_std(admin_l).expect("listener registers");
+                    let m = tokio::net::TcpListener::from_std(metrics_l).expect("listener registers");
+                    let t1 = tokio::spawn(admin::serve(a, admin::Kind::Admin, admin_state.clone()).instrument(
+                        tracing::info_span!("listener", name = "admin", port = admin_addr.port()),
+                    ));
+                    let t2 = tokio::spawn(admin::serve(m, admin::Kind::Metrics, admin_state).instrument(
+                        tracing::info_span!("listener", name = "metrics", port = metrics_addr.port()),
+                    ));
+                    // Workers finish their drain on their own threads; then admin stops too.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        for j in joins {
+                            let _ = j.join();
+                        }
+                    })
+                    .await;
+                    lifecycle_for_admin.send_replace(Lifecycle::Stopped);
+                    let _ = tokio::join!(t1, t2);
+                });
+                rt.shutdown_background();
+                let _ = done_tx.send(true);
+            })
+            .map_err(|source| Error::Start { what: "admin thread", source })?;
+
+        info!(
+            outbound = ?outbound, inbound = ?inbound, admin = %admin_addr, metrics = %metrics_addr,
+            workers, "outrider started"
+        );
+        Ok(AppHandle { outbound, inbound, admin: admin_addr, metrics: metrics_addr, lifecycle_tx, done })
+    }
+}
+
+fn run_worker(worker: Arc<Worker>, listeners: ListenerSet, limits: Limits, drain_timeout: std::time::Duration) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let id = worker.id;
+    rt.block_on(
+        async move {
+            for (l, dir) in listeners {
+                let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                let l = tokio::net::TcpListener::from_std(l).expect("listener registers with the runtime");
+                let span = tracing::info_span!("listener", name = dir.as_str(), port);
+                tokio::spawn(proxy::accept_loop(l, dir, worker.clone(), limits.clone()).instrument(span));
+            }
+            let mut lifecycle = worker.shared.lifecycle.clone();
+            let _ = crate::proxy::reached(&mut lifecycle, Lifecycle::Draining).await;
+            tokio::select! {
+                _ = worker.conns.wait_idle() => {}
+                _ = tokio::time::sleep(drain_timeout) => {
+                    warn!(?drain_timeout, "drain timeout reached; closing the remaining connections");
+                }
+                _ = crate::proxy::reached(&mut lifecycle, Lifecycle::Stopped) => {}
+            }
+        }
+        .instrument(tracing::info_span!("worker", id)),
+    );
+    rt.shutdown_background();
+}
+
+/// Binds `n` sockets to one address (`SO_REUSEPORT` when n > 1: the kernel spreads
+/// connections across the workers' listeners). Port 0 resolves once, then is shared.
+fn bind(addr: SocketAddr, listener: &'static str, n: usize) -> Result<Vec<std::net::TcpListener>, Error> {
+    let mut out = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n {
+        let err = |source| Error::Bind { listener, addr, source };
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+        s.set_reuse_address(true).map_err(err)?;
+        if n > 1 {
+            s.set_reuse_port(true).map_err(err)?;
+        }
+        s.set_nonblocking(true).map_err(err)?;
+        s.bind(&addr.into()).map_err(err)?;
+        s.listen(1024).map_err(err)?;
+        let l: std::net::TcpListener = s.into();
+        addr = l.local_addr().map_err(err)?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+impl AppHandle {
+    /// Starts a graceful drain: `/ready` turns 503, listeners close, open requests finish
+    /// (up to `drain_timeout`).
+    pub fn drain(&self) {
+        self.lifecycle_tx.send_if_modified(|l| {
+            let running = *l == Lifecycle::Running;
+            if running {
+                *l = Lifecycle::Draining;
+            }
+            running
+        });
+    }
+
+    /// Stops at once, dropping open connections.
+    pub fn stop(&self) {
+        self.lifecycle_tx.send_replace(Lifecycle::Stopped);
+    }
+
+    pub fn outbound_addr(&self) -> Option<SocketAddr> {
+        self.outbound
+    }
+
+    pub fn inbound_addr(&self) -> Option<SocketAddr> {
+        self.inbound
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+    }
+
+    /// A receiver that turns `true` when everything has stopped.
+    pub fn done(&self) -> watch::Receiver<bool> {
+        self.done.clone()
+    }
+
+    /// Resolves when the proxy has fully stopped (after a drain or `stop`).
+    pub async fn wait(self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+impl Drop for AppHandle {
+    fn drop(&mut self) {
+        if !*self.done.borrow() {
+            self.lifecycle_tx.send_replace(Lifecycle::Stopped);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The command line of SPEC §2: `run`, `check`, `route`, `--version`.
+//!
+//! Owns: argument parsing (clap), exit codes (0 ok, 1 invalid config, 2 cannot bind,
+//! 3 `route` found no match), signal handling for `run`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info, warn};
+
+use crate::config::{self, Loaded};
+use crate::routing::{self, Verdict};
+use crate::telemetry::{self, LogFormat};
+use crate::{App, AppOptions};
+
+const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("OUTRIDER_GIT_COMMIT"), ")");
+
+#[derive(Parser, Debug)]
+#[command(name = "outrider", version = LONG_VERSION, about = "MCP-aware L7 sidecar proxy")]
+pub struct Cli {
+    /// Log format (default: pretty on a terminal, json otherwise). Level: OUTRIDER_LOG.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the proxy (the embedded default config when no file is given).
+    Run {
+        #[arg(short, long, env = "OUTRIDER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data-path worker threads (default: available cores).
+        #[arg(long, env = "OUTRIDER_WORKERS")]
+        workers: Option<usize>,
+    },
+    /// Validate a config file; print every problem as FILE:LINE:COL: message.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Explain which route and backend a request would take, and why.
+    Route {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A request header as NAME=VALUE (repeatable).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        #[arg(long)]
+        mcp_method: Option<String>,
+        #[arg(long)]
+        mcp_tool: Option<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, workers } => {
+            telemetry::init(cli.log_format);
+            run(config.as_deref(), workers)
+        }
+        Command::Check { config } => match config::load_file(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Route { config, host, path, method, headers, mcp_method, mcp_tool } => {
+            match config::load_file(&config) {
+                Ok(loaded) => explain(&loaded, &host, &path, &method, &headers, mcp_method.is_some() || mcp_tool.is_some()),
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn run(path: Option<&Path>, workers: Option<usize>) -> ExitCode {
+    let loaded = match path {
+        Some(p) => config::load_file(p),
+        None => {
+            warn!("no config file given (-c or OUTRIDER_CONFIG): running the embedded default");
+            config::load_str(config::EMBEDDED_DEFAULT, "<embedded>")
+        }
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in errors.iter() {
+                error!(source = %errors.source, line = e.line, col = e.col, "invalid config: {}", e.message);
+            }
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    warn!("no `tls` section: mesh traffic is PLAINTEXT and unauthenticated; do not use this in production");
+    let mut opts = AppOptions::default();
+    if let Some(w) = workers {
+        opts.workers = w.max(1);
+    }
+    let handle = match App::start(loaded, opts) {
+        Ok(h) => h,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            eprintln!("outrider: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime builds");
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+        let mut done = handle.done();
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = done.wait_for(|d| *d) => break,
+            }
+            signals += 1;
+            if signals == 1 {
+                info!("signal received: draining (send it again to stop at once)");
+                handle.drain();
+            } else {
+                warn!("second signal: stopping now");
+                handle.stop();
+            }
+        }
+        info!("stopped");
+    });
+    ExitCode::SUCCESS
+}
+
+fn explain(loaded: &Loaded, host: &str, path: &str, method: &str, headers: &[String], mcp: bool) -> ExitCode {
+    let cfg = &loaded.config;
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        eprintln!("invalid --method `{method}`");
+        return ExitCode::from(1);
+    };
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let parsed = h.split_once('=').and_then(|(k, v)| {
+            Some((http::HeaderName::from_bytes(k.trim().as_bytes()).ok()?, http::HeaderValue::from_str(v.trim()).ok()?))
+        });
+        match parsed {
+            Some((k, v)) => {
+                map.append(k, v);
+            }
+            None => {
+                eprintln!("invalid --header `{h}`: expected NAME=VALUE");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if mcp {
+        println!("note: --mcp-method/--mcp-tool are not evaluated: MCP route conditions are not supported yet");
+    }
+    let routes = cfg.outbound.as_ref().map_or(&[][..], |o| &o.routes[..]);
+    let req = routing::Request { host, path, method: &method, headers: &map };
+    println!("request: {method} {host}{path}");
+    let mut matched = None;
+    for (i, r) in routes.iter().enumerate() {
+        let why = match routing::check(r, &req) {
+            Verdict::Matched => {
+                matched = Some(i);
+                println!("  route #{i} `{}`: MATCH", r.name);
+                break;
+            }
+            Verdict::Host => format!("host does not match {:?}", r.host),
+            Verdict::Path => format!("path does not match {:?}", r.path),
+            Verdict::Method => format!("method is not {}", r.method.as_ref().map_or("", |m| m.as_str())),
+            Verdict::Header(h) => format!("header `{h}` missing or different"),
+        };
+        println!("  route #{i} `{}`: skipped, {why}", r.name);
+    }
+    let table = routing::Table::new(routes);
+    debug_assert_eq!(table.find(routes, &req), matched, "index and linear scan agree");
+    let Some(i) = matched else {
+        println!("result: no route matches -> 404 no-route");
+        return ExitCode::from(3);
+    };
+    let r = &routes[i];
+    println!("result: route `{}` (timeout {:?}, idle_timeout {:?})", r.name, r.timeout, r.idle_timeout);
+    for (b, w) in &r.to {
+        let be = &cfg.backends[*b];
+        let eps: Vec<String> = be.endpoints.iter().map(ToString::to_string).collect();
+        println!(
+            "  -> backend `{}` weight {w}/{} ({:.1}%), protocol {:?}, endpoints [{}]",
+            be.name,
+            r.total_weight,
+            f64::from(*w) * 100.0 / f64::from(r.total_weight),
+            be.protocol,
+            eps.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,115 @@
+//! The validated, runtime configuration: what the proxy actually runs with.
+//!
+//! Owns: plain runtime types (socket addresses, durations, compiled matchers, header names).
+//! Built only by `validate`; immutable once built and shared behind `Arc`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: String,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+    pub drain_timeout: Duration,
+    pub limits: Limits,
+    pub inbound: Option<Inbound>,
+    pub outbound: Option<Outbound>,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub max_concurrent_streams: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub listen: SocketAddr,
+    pub app: SocketAddr,
+    pub max_concurrent_requests: Option<u32>,
+    pub ready_requires_app: bool,
+    pub ready_requires_backends: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub listen: SocketAddr,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub host: HostMatch,
+    pub path: PathMatch,
+    pub method: Option<Method>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// (index into `Config::backends`, weight); weights sum to `total_weight` > 0.
+    pub to: Vec<(usize, u32)>,
+    pub total_weight: u32,
+    pub timeout: Duration,
+    pub idle_timeout: Duration,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+}
+
+impl AsRef<Route> for Route {
+    fn as_ref(&self) -> &Route {
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    /// Lower-cased host, without port unless the user wrote one.
+    Exact(String),
+    /// `*.example.com` stored as `example.com`: matches `a.example.com`, `a.b.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Any,
+    Prefix(String),
+    Exact(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub name: String,
+    pub endpoints: Vec<SocketAddr>,
+    pub protocol: Protocol,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+    /// HTTP/2 when negotiated by ALPN (TLS); HTTP/1.1 on plaintext upstreams.
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+}

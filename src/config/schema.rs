@@ -1,0 +1,190 @@
+//! Plain serde types that mirror the YAML file of SPEC §3, key for key.
+//!
+//! Owns: the shape of the file, unknown-key rejection and the defaults a user sees.
+//! Does not own: meaning. `validate` turns these into runtime types; runtime code never
+//! imports this module. Sections whose feature is not built yet are parsed loosely (as
+//! `serde_yaml::Value`) so that `validate` can reject them with `not supported yet: <section>`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A section accepted by the parser but refused by validation until its feature lands.
+pub type Unsupported = Option<serde_yaml::Value>;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub version: u32,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub identity: Option<String>,
+    #[serde(default)]
+    pub admin: Option<Listen>,
+    #[serde(default)]
+    pub metrics: Option<Listen>,
+    #[serde(default)]
+    pub drain_timeout: Option<String>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    #[serde(default)]
+    pub tls: Unsupported,
+    #[serde(default)]
+    pub inbound: Option<Inbound>,
+    #[serde(default)]
+    pub outbound: Option<Outbound>,
+    #[serde(default)]
+    pub backends: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub tracing: Unsupported,
+    #[serde(default)]
+    pub access_log: Unsupported,
+    #[serde(default)]
+    pub registration: Unsupported,
+    #[serde(default)]
+    pub gateway: Unsupported,
+    #[serde(default)]
+    pub mcp: Unsupported,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_header_bytes: Option<String>,
+    #[serde(default)]
+    pub header_read_timeout: Option<String>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbound {
+    pub listen: String,
+    pub app: String,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u32>,
+    #[serde(default)]
+    pub ready_requires: Option<ReadyRequires>,
+    #[serde(default)]
+    pub authorize: Unsupported,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyRequires {
+    #[serde(default)]
+    pub app: bool,
+    #[serde(default)]
+    pub backends: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outbound {
+    pub listen: String,
+    /// Parsed one by one so that every bad route is reported, not only the first.
+    #[serde(default)]
+    pub routes: Vec<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    #[serde(default, rename = "match")]
+    pub match_: Match,
+    pub to: Vec<WeightedBackend>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub retry: Unsupported,
+    #[serde(default)]
+    pub request_headers: Option<HeaderEdits>,
+    #[serde(default)]
+    pub response_headers: Option<HeaderEdits>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub mcp: Unsupported,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedBackend {
+    pub backend: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEdits {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub name: String,
+    pub discovery: Discovery,
+    #[serde(default)]
+    pub tls: Unsupported,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub balance: Option<String>,
+    #[serde(default)]
+    pub session_affinity: Unsupported,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub health_check: Unsupported,
+    #[serde(default)]
+    pub circuit_breaker: Unsupported,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    #[serde(default, rename = "static")]
+    pub static_: Option<Vec<String>>,
+    #[serde(default)]
+    pub dns: Unsupported,
+    #[serde(default)]
+    pub file: Unsupported,
+    #[serde(default)]
+    pub etcd: Unsupported,
+}

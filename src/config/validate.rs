@@ -1,0 +1,488 @@
+//! Schema types -> runtime `model::Config`, collecting every problem with its YAML path.
+//!
+//! Owns: all semantic checks of SPEC §3 for the implemented sections, defaults, and the
+//! `not supported yet: <section>` refusals. Does not own: YAML syntax (serde_yaml) or
+//! positions (`locate`).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use serde::de::DeserializeOwned;
+
+use super::locate::{Index, Pos};
+use super::model::{self, Balance, HostMatch, PathMatch, Protocol};
+use super::schema;
+use super::units;
+use crate::proxy::headers::is_hop_by_hop;
+
+/// Defaults, in one place so docs/configuration.md can point at them.
+pub mod defaults {
+    use std::time::Duration;
+    pub const ADMIN: &str = "127.0.0.1:15000";
+    pub const METRICS: &str = "0.0.0.0:15090";
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+    pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub pos: Pos,
+    pub path: String,
+    pub message: String,
+}
+
+/// Typed routes and backends as parsed (for `/config`), alongside the runtime model.
+pub struct Validated {
+    pub config: model::Config,
+    pub routes: Vec<schema::Route>,
+    pub backends: Vec<schema::Backend>,
+}
+
+struct Ctx<'a> {
+    index: &'a Index,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.index.value(path);
+        self.problems.push(Problem { pos, path: path.to_owned(), message: message.into() });
+    }
+
+    fn err_key(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.index.key(path);
+        self.problems.push(Problem { pos, path: path.to_owned(), message: message.into() });
+    }
+
+    fn unsupported(&mut self, path: &str, present: bool) {
+        if present {
+            self.err_key(path, format!("not supported yet: {path}"));
+        }
+    }
+
+    /// Deserializes one element on its own so that one bad element does not hide the others.
+    fn typed<T: DeserializeOwned>(&mut self, path: &str, value: &serde_yaml::Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = if inner == "." { path.to_owned() } else { format!("{path}.{inner}") };
+                let msg = e.into_inner().to_string();
+                if msg.starts_with("unknown field") {
+                    self.err_key(&full, msg);
+                } else {
+                    self.err(&full, msg);
+                }
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &str, v: Option<&String>, default: Duration) -> Duration {
+        match v.map(|s| units::duration(s)) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(m)) => {
+                self.err(path, m);
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, path: &str, s: &str) -> SocketAddr {
+        parse_addr(s).unwrap_or_else(|m| {
+            self.err(path, m);
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        })
+    }
+}
+
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+        }
+    }
+    Err(format!(
+        "invalid address `{s}`: expected IP:PORT (e.g. 127.0.0.1:8080, [::1]:8080, localhost:8080)"
+    ))
+}
+
+pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Problem>> {
+    let mut cx = Ctx { index, problems: Vec::new() };
+    if file.version != 1 {
+        cx.err("version", format!("unsupported config version {} (expected 1)", file.version));
+    }
+    for (path, present) in [
+        ("identity", file.identity.is_some()),
+        ("tls", file.tls.is_some()),
+        ("tracing", file.tracing.is_some()),
+        ("access_log", file.access_log.is_some()),
+        ("registration", file.registration.is_some()),
+        ("gateway", file.gateway.is_some()),
+        ("mcp", file.mcp.is_some()),
+    ] {
+        cx.unsupported(path, present);
+    }
+
+    let admin = listen(&mut cx, "admin.listen", file.admin.as_ref(), defaults::ADMIN);
+    let metrics = listen(&mut cx, "metrics.listen", file.metrics.as_ref(), defaults::METRICS);
+    let drain_timeout =
+        cx.duration("drain_timeout", file.drain_timeout.as_ref(), defaults::DRAIN_TIMEOUT);
+    let limits = limits(&mut cx, file.limits.as_ref());
+
+    let mut backends = Vec::new();
+    let mut typed_backends = Vec::new();
+    let mut backend_ids: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in file.backends.iter().enumerate() {
+        let path = format!("backends[{i}]");
+        let Some(b) = cx.typed::<schema::Backend>(&path, raw) else { continue };
+        if backend_ids.insert(b.name.clone(), backends.len()).is_some() {
+            cx.err(&format!("{path}.name"), format!("duplicate backend name `{}`", b.name));
+        }
+        backends.push(backend(&mut cx, &path, &b));
+        typed_backends.push(b);
+    }
+
+    let inbound = file.inbound.as_ref().map(|ib| inbound(&mut cx, ib, &backend_ids));
+
+    let mut routes = Vec::new();
+    let mut typed_routes = Vec::new();
+    let outbound = file.outbound.as_ref().map(|ob| {
+        let listen = cx.addr("outbound.listen", &ob.listen);
+        let mut names = HashSet::new();
+        for (i, raw) in ob.routes.iter().enumerate() {
+            let path = format!("outbound.routes[{i}]");
+            let Some(r) = cx.typed::<schema::Route>(&path, raw) else { continue };
+            if !names.insert(r.name.clone()) {
+                cx.err(&format!("{path}.name"), format!("duplicate route name `{}`", r.name));
+            }
+            routes.push(route(&mut cx, &path, &r, &backend_ids));
+            typed_routes.push(r);
+        }
+        model::Outbound { listen, routes: std::mem::take(&mut routes) }
+    });
+
+    check_listener_clash(&mut cx, admin, metrics, inbound.as_ref(), outbound.as_ref());
+
+    if !cx.problems.is_empty() {
+        cx.problems.sort_by_key(|p| (p.pos.line, p.pos.col));
+        return Err(cx.problems);
+    }
+    let config = model::Config {
+        service: file.service.clone().unwrap_or_default(),
+        admin,
+        metrics,
+        drain_timeout,
+        limits,
+        inbound,
+        outbound,
+        backends,
+    };
+    Ok(Validated { config, routes: typed_routes, backends: typed_backends })
+}
+
+fn listen(cx: &mut Ctx, path: &str, l: Option<&schema::Listen>, default: &str) -> SocketAddr {
+    cx.addr(path, l.map_or(default, |l| l.listen.as_str()))
+}
+
+fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
+    let l = l.cloned().unwrap_or_default();
+    let max_header_bytes = match l.max_header_bytes.as_deref().map(units::size) {
+        None => defaults::MAX_HEADER_BYTES,
+        Some(Ok(n)) if (8192..=16 << 20).contains(&n) => n as usize,
+        Some(Ok(_)) => {
+            cx.err("limits.max_header_bytes", "max_header_bytes must be between 8KiB and 16MiB");
+            defaults::MAX_HEADER_BYTES
+        }
+        Some(Err(m)) => {
+            cx.err("limits.max_header_bytes", m);
+            defaults::MAX_HEADER_BYTES
+        }
+    };
+    let header_read_timeout = cx.duration(
+        "limits.header_read_timeout",
+        l.header_read_timeout.as_ref(),
+        defaults::HEADER_READ_TIMEOUT,
+    );
+    if header_read_timeout.is_zero() {
+        cx.err("limits.header_read_timeout", "header_read_timeout must be greater than 0");
+    }
+    let max_concurrent_streams = l.max_concurrent_streams.unwrap_or(defaults::MAX_CONCURRENT_STREAMS);
+    if max_concurrent_streams == 0 {
+        cx.err("limits.max_concurrent_streams", "max_concurrent_streams must be at least 1");
+    }
+    model::Limits { max_header_bytes, header_read_timeout, max_concurrent_streams }
+}
+
+fn inbound(
+    cx: &mut Ctx,
+    ib: &schema::Inbound,
+    backend_ids: &HashMap<String, usize>,
+) -> model::Inbound {
+    let listen = cx.addr("inbound.listen", &ib.listen);
+    let app = cx.addr("inbound.app", &ib.app);
+    match ib.mode.as_deref() {
+        None | Some("plaintext") => {}
+        Some(m @ ("strict" | "permissive")) => cx.err(
+            "inbound.mode",
+            format!("not supported yet: inbound.mode {m} (mTLS); use `plaintext`"),
+        ),
+        Some(m) => cx.err(
+            "inbound.mode",
+            format!("invalid inbound.mode `{m}`: expected strict, permissive or plaintext"),
+        ),
+    }
+    cx.unsupported("inbound.authorize", ib.authorize.is_some());
+    if ib.max_concurrent_requests == Some(0) {
+        cx.err("inbound.max_concurrent_requests", "max_concurrent_requests must be at least 1");
+    }
+    let ready = ib.ready_requires.clone().unwrap_or_default();
+    for (i, b) in ready.backends.iter().enumerate() {
+        if !backend_ids.contains_key(b) {
+            cx.err(&format!("inbound.ready_requires.backends[{i}]"), format!("unknown backend `{b}`"));
+        }
+    }
+    model::Inbound {
+        listen,
+        app,
+        max_concurrent_requests: ib.max_concurrent_requests,
+        ready_requires_app: ready.app,
+        ready_requires_backends: ready.backends,
+    }
+}
+
+fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
+    if b.name.is_empty() {
+        cx.err(&format!("{path}.name"), "backend name must not be empty");
+    }
+    let d = &b.discovery;
+    let kinds = [d.static_.is_some(), d.dns.is_some(), d.file.is_some(), d.etcd.is_some()];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        cx.err(&format!("{path}.discovery"), "discovery needs exactly one of: static, dns, file, etcd");
+    }
+    for (kind, present) in [("dns", d.dns.is_some()), ("file", d.file.is_some()), ("etcd", d.etcd.is_some())] {
+        cx.unsupported(&format!("{path}.discovery.{kind}"), present);
+    }
+    for (key, present) in [
+        ("tls", b.tls.is_some()),
+        ("session_affinity", b.session_affinity.is_some()),
+        ("health_check", b.health_check.is_some()),
+        ("circuit_breaker", b.circuit_breaker.is_some()),
+    ] {
+        cx.unsupported(&format!("{path}.{key}"), present);
+    }
+    let mut endpoints = Vec::new();
+    if let Some(list) = &d.static_ {
+        if list.is_empty() {
+            cx.err(&format!("{path}.discovery.static"), "static discovery needs at least one address");
+        }
+        for (i, a) in list.iter().enumerate() {
+            let ep = cx.addr(&format!("{path}.discovery.static[{i}]"), a);
+            if endpoints.contains(&ep) {
+                cx.err(&format!("{path}.discovery.static[{i}]"), format!("duplicate endpoint `{a}`"));
+            }
+            endpoints.push(ep);
+        }
+    }
+    let protocol = match b.protocol.as_deref() {
+        None | Some("auto") => Protocol::Auto,
+        Some("http1") => Protocol::Http1,
+        Some("http2") => Protocol::Http2,
+        Some(p) => {
+            cx.err(&format!("{path}.protocol"), format!("invalid protocol `{p}`: expected http1, http2 or auto"));
+            Protocol::Auto
+        }
+    };
+    let balance = match b.balance.as_deref() {
+        None | Some("round-robin") => Balance::RoundRobin,
+        Some(p @ ("p2c-ewma" | "least-request")) => {
+            cx.err(&format!("{path}.balance"), format!("not supported yet: balance {p}; use round-robin"));
+            Balance::RoundRobin
+        }
+        Some(p) => {
+            cx.err(
+                &format!("{path}.balance"),
+                format!("invalid balance `{p}`: expected p2c-ewma, round-robin or least-request"),
+            );
+            Balance::RoundRobin
+        }
+    };
+    let ct_path = format!("{path}.connect_timeout");
+    let connect_timeout = cx.duration(&ct_path, b.connect_timeout.as_ref(), defaults::CONNECT_TIMEOUT);
+    if connect_timeout.is_zero() {
+        cx.err(&ct_path, "connect_timeout must be greater than 0");
+    }
+    model::Backend { name: b.name.clone(), endpoints, protocol, balance, connect_timeout }
+}
+
+fn route(
+    cx: &mut Ctx,
+    path: &str,
+    r: &schema::Route,
+    backend_ids: &HashMap<String, usize>,
+) -> model::Route {
+    if r.name.is_empty() {
+        cx.err(&format!("{path}.name"), "route name must not be empty");
+    }
+    let m = &r.match_;
+    cx.unsupported(&format!("{path}.match.mcp"), m.mcp.is_some());
+    cx.unsupported(&format!("{path}.retry"), r.retry.is_some());
+    let host = match m.host.as_deref().map(str::to_ascii_lowercase) {
+        None => HostMatch::Any,
+        Some(h) if h == "*" => HostMatch::Any,
+        Some(h) => match h.strip_prefix("*.") {
+            Some(s) if valid_host(s) => HostMatch::Suffix(s.to_owned()),
+            None if valid_host(&h) => HostMatch::Exact(h),
+            _ => {
+                cx.err(
+                    &format!("{path}.match.host"),
+                    format!("invalid host `{h}`: expected a host name, host:port, `*.suffix` or `*`"),
+                );
+                HostMatch::Any
+            }
+        },
+    };
+    let pm = match (&m.path, &m.path_prefix) {
+        (Some(_), Some(_)) => {
+            cx.err(&format!("{path}.match"), "use either `path` or `path_prefix`, not both");
+            PathMatch::Any
+        }
+        (Some(p), None) => PathMatch::Exact(p.clone()),
+        (None, Some(p)) if p == "/" => PathMatch::Any,
+        (None, Some(p)) => PathMatch::Prefix(p.clone()),
+        (None, None) => PathMatch::Any,
+    };
+    for (key, v) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
+        if v.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            cx.err(&format!("{path}.match.{key}"), "paths must start with `/`");
+        }
+    }
+    let method = m.method.as_deref().and_then(|s| match Method::from_bytes(s.as_bytes()) {
+        Ok(mm) if s.bytes().all(|b| !b.is_ascii_lowercase()) => Some(mm),
+        _ => {
+            cx.err(&format!("{path}.match.method"), format!("invalid method `{s}`: use an upper-case HTTP method such as POST"));
+            None
+        }
+    });
+    let mut headers = Vec::new();
+    for (k, v) in &m.headers {
+        if let Some(pair) = header_pair(cx, &format!("{path}.match.headers.{k}"), k, v) {
+            headers.push(pair);
+        }
+    }
+    let mut to = Vec::new();
+    let mut total: u64 = 0;
+    if r.to.is_empty() {
+        cx.err(&format!("{path}.to"), "a route needs at least one backend in `to`");
+    }
+    for (i, w) in r.to.iter().enumerate() {
+        match backend_ids.get(&w.backend) {
+            Some(id) => to.push((*id, w.weight)),
+            None => cx.err(&format!("{path}.to[{i}].backend"), format!("unknown backend `{}`", w.backend)),
+        }
+        total += u64::from(w.weight);
+    }
+    if !r.to.is_empty() && total == 0 {
+        cx.err(&format!("{path}.to"), "total weight of `to` must be greater than 0");
+    }
+    let total_weight = u32::try_from(total).unwrap_or_else(|_| {
+        cx.err(&format!("{path}.to"), "total weight of `to` is too large (max 4294967295)");
+        1
+    });
+    let timeout = cx.duration(&format!("{path}.timeout"), r.timeout.as_ref(), defaults::ROUTE_TIMEOUT);
+    let idle_path = format!("{path}.idle_timeout");
+    let idle_timeout = cx.duration(&idle_path, r.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT);
+    let request_headers = edits(cx, &format!("{path}.request_headers"), r.request_headers.as_ref());
+    let response_headers = edits(cx, &format!("{path}.response_headers"), r.response_headers.as_ref());
+    model::Route {
+        name: r.name.clone(),
+        host,
+        path: pm,
+        method,
+        headers,
+        to,
+        total_weight,
+        timeout,
+        idle_timeout,
+        request_headers,
+        response_headers,
+    }
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']'))
+}
+
+fn header_pair(cx: &mut Ctx, path: &str, k: &str, v: &str) -> Option<(HeaderName, HeaderValue)> {
+    let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes());
+    let value = HeaderValue::from_str(v);
+    match (name, value) {
+        (Ok(n), Ok(v)) => Some((n, v)),
+        (Err(_), _) => {
+            cx.err_key(path, format!("invalid header name `{k}`"));
+            None
+        }
+        (_, Err(_)) => {
+            cx.err(path, format!("invalid header value for `{k}`"));
+            None
+        }
+    }
+}
+
+fn edits(cx: &mut Ctx, path: &str, e: Option<&schema::HeaderEdits>) -> model::HeaderEdits {
+    let mut out = model::HeaderEdits::default();
+    let Some(e) = e else { return out };
+    for (k, v) in &e.set {
+        let p = format!("{path}.set.{k}");
+        if let Some((n, v)) = header_pair(cx, &p, k, v) {
+            if is_hop_by_hop(&n) {
+                cx.err_key(&p, format!("`{k}` is a hop-by-hop header and cannot be set"));
+            }
+            out.set.push((n, v));
+        }
+    }
+    for (i, k) in e.remove.iter().enumerate() {
+        match HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()) {
+            Ok(n) => out.remove.push(n),
+            Err(_) => cx.err(&format!("{path}.remove[{i}]"), format!("invalid header name `{k}`")),
+        }
+    }
+    out
+}
+
+fn check_listener_clash(
+    cx: &mut Ctx,
+    admin: SocketAddr,
+    metrics: SocketAddr,
+    inbound: Option<&model::Inbound>,
+    outbound: Option<&model::Outbound>,
+) {
+    let mut seen: Vec<(&str, SocketAddr)> = vec![("admin.listen", admin)];
+    let mut rest = vec![("metrics.listen", metrics)];
+    if let Some(i) = inbound {
+        rest.push(("inbound.listen", i.listen));
+    }
+    if let Some(o) = outbound {
+        rest.push(("outbound.listen", o.listen));
+    }
+    for (path, addr) in rest {
+        if addr.port() != 0 {
+            if let Some((other, _)) = seen.iter().find(|(_, a)| *a == addr) {
+                cx.err(path, format!("address {addr} is already used by {other}"));
+            }
+        }
+        seen.push((path, addr));
+    }
+}

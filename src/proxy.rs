@@ -1,0 +1,212 @@
+//! The data path: inputs shared by every listener (`Shared`), per-worker handles (`Worker`),
+//! and the accept/serve loop common to the inbound and outbound listeners.
+//!
+//! Owns: connection serving (HTTP/1.1 + h2c auto-detected on one port, limits, graceful
+//! shutdown on drain) and connection accounting. The per-direction request handling lives in
+//! `outbound` and `inbound`, the only places where a direction's request path is put together.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod inbound;
+pub mod outbound;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify, Semaphore};
+use tracing::{debug, Instrument};
+
+use crate::config::model::Limits;
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics::{Direction, Metrics};
+
+/// Lifecycle of the process, published on a watch channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lifecycle {
+    Running,
+    /// Not ready, not accepting; open connections are finishing their requests.
+    Draining,
+    /// Stop now: drop whatever is still open.
+    Stopped,
+}
+
+/// Resolves once the lifecycle is at `at_least` or later (drops the watch guard before
+/// returning, so callers' futures stay `Send`).
+pub async fn reached(rx: &mut watch::Receiver<Lifecycle>, at_least: Lifecycle) {
+    let _ = rx.wait_for(|l| *l >= at_least).await;
+}
+
+/// Everything the request path reads, shared by all workers (ProxyInputs in ztunnel terms).
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub lifecycle: watch::Receiver<Lifecycle>,
+    pub inbound_limit: Option<Arc<Semaphore>>,
+}
+
+/// One worker thread's view: the shared inputs plus its index (selects its connection pools).
+pub struct Worker {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub conns: Arc<ConnTracker>,
+}
+
+/// Counts open connections (and tunnels) of one worker so drain can wait for zero.
+#[derive(Default)]
+pub struct ConnTracker {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+pub struct ConnGuard {
+    tracker: Arc<ConnTracker>,
+    gauge: prometheus::IntGauge,
+}
+
+impl ConnTracker {
+    pub fn enter(self: &Arc<Self>, gauge: prometheus::IntGauge) -> ConnGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        gauge.inc();
+        ConnGuard { tracker: self.clone(), gauge }
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        if self.tracker.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tracker.idle.notify_waiters();
+        }
+    }
+}
+
+/// Server settings built once per worker and listener.
+pub fn server_builder(limits: &Limits) -> Arc<auto::Builder<TokioExecutor>> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    Arc::new(b)
+}
+
+/// Accepts connections until drain starts; each connection is served on its own task.
+pub async fn accept_loop(listener: TcpListener, dir: Direction, worker: Arc<Worker>, limits: Limits) {
+    let builder = server_builder(&limits);
+    let gauge = worker.shared.metrics.connections_open.with_label_values(&[dir.as_str()]);
+    let mut lifecycle = worker.shared.lifecycle.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = reached(&mut lifecycle, Lifecycle::Draining) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(error) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let guard = worker.conns.enter(gauge.clone());
+        let span = tracing::debug_span!("conn", %peer);
+        tokio::spawn(
+            serve_conn(stream, peer, dir, worker.clone(), builder.clone(), limits.header_read_timeout, guard)
+                .instrument(span),
+        );
+    }
+    debug!(direction = dir.as_str(), "listener closed");
+}
+
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    dir: Direction,
+    worker: Arc<Worker>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    header_read_timeout: Duration,
+    guard: ConnGuard,
+) {
+    // A client that connects and sends nothing is dropped after the header read timeout
+    // (hyper's own timer only starts once the HTTP/1 parser runs).
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(header_read_timeout, stream.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    let mut draining = worker.shared.lifecycle.clone();
+    let mut stopped = worker.shared.lifecycle.clone();
+    let svc = match dir {
+        Direction::Outbound => Service::Outbound(outbound::Outbound::new(worker.clone(), guard)),
+        Direction::Inbound => Service::Inbound(inbound::Inbound::new(worker.clone(), peer, guard)),
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = reached(&mut draining, Lifecycle::Draining) => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = reached(&mut stopped, Lifecycle::Stopped) => Ok(()),
+            }
+        }
+    };
+    if let Err(error) = result {
+        debug!(%error, "connection ended with an error");
+    }
+}
+
+/// The per-connection service, one variant per direction.
+#[derive(Clone)]
+enum Service {
+    Outbound(outbound::Outbound),
+    Inbound(inbound::Inbound),
+}
+
+impl tower::Service<http::Request<hyper::body::Incoming>> for Service {
+    type Response = http::Response<body::ProxyBody>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        match self {
+            Service::Outbound(s) => Box::pin(s.clone().handle(req)),
+            Service::Inbound(s) => Box::pin(s.clone().handle(req)),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The one response body type of both listeners: proxied upstream bodies (with the route's
+//! idle timeout, and an optional permit held until the body ends) or small proxy-made bodies.
+//! An enum rather than a boxed trait object: no allocation per response.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("stream idle for longer than idle_timeout ({0:?})")]
+pub struct IdleTimeout(pub Duration);
+
+pub enum ProxyBody {
+    Full(Option<Bytes>),
+    Upstream(Box<Streaming>),
+}
+
+pub struct Streaming {
+    inner: Incoming,
+    idle: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    progressed: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl ProxyBody {
+    pub fn full(b: impl Into<Bytes>) -> ProxyBody {
+        ProxyBody::Full(Some(b.into()))
+    }
+
+    pub fn empty() -> ProxyBody {
+        ProxyBody::Full(None)
+    }
+
+    /// Wraps an upstream body; `idle` zero disables the idle timeout.
+    pub fn upstream(inner: Incoming, idle: Duration, permit: Option<OwnedSemaphorePermit>) -> ProxyBody {
+        ProxyBody::Upstream(Box::new(Streaming { inner, idle, sleep: None, progressed: false, _permit: permit }))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(s) => s.poll(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            ProxyBody::Upstream(s) => s.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ProxyBody::Upstream(s) => s.inner.size_hint(),
+        }
+    }
+}
+
+impl Streaming {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(f) => {
+                self.progressed = true;
+                Poll::Ready(f.map(|r| r.map_err(BoxError::from)))
+            }
+            Poll::Pending if self.idle.is_zero() => Poll::Pending,
+            Poll::Pending => {
+                // The timer is created lazily and only re-armed after progress: bodies that
+                // complete in one poll (most responses) never touch the timer wheel.
+                let deadline = Instant::now() + self.idle;
+                match &mut self.sleep {
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    Some(s) if self.progressed => s.as_mut().reset(deadline),
+                    Some(_) => {}
+                }
+                self.progressed = false;
+                let sleep = self.sleep.as_mut().expect("set above");
+                ready!(sleep.as_mut().poll(cx));
+                Poll::Ready(Some(Err(IdleTimeout(self.idle).into())))
+            }
+        }
+    }
+}

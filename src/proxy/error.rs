@@ -1,0 +1,70 @@
+//! Proxy failures and their one mapping to HTTP responses (SPEC §6).
+//!
+//! Owns: `ProxyError`, its bounded `reason` label, status code, and `rescue()` which builds the
+//! response (`x-outrider-error`, plain-text body) and counts it.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::{BoxError, ProxyBody};
+use super::headers::X_OUTRIDER_ERROR;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches host `{host}` path `{path}`")]
+    NoRoute { host: String, path: String },
+    #[error("backend {backend} has no endpoints")]
+    NoEndpoints { backend: String },
+    #[error("{what} is at its concurrency limit")]
+    Overloaded { what: String },
+    #[error("cannot connect to {endpoint} of backend {backend}: {source}")]
+    ConnectFailed { backend: String, endpoint: String, source: BoxError },
+    #[error("{endpoint} of backend {backend} closed or reset the connection before responding: {source}")]
+    UpstreamReset { backend: String, endpoint: String, source: BoxError },
+    #[error("no response headers from backend {backend} within {timeout:?}")]
+    Timeout { backend: String, timeout: std::time::Duration },
+}
+
+impl ProxyError {
+    /// Bounded label value for `outrider_proxy_errors_total{reason}` and `x-outrider-error`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no-route",
+            ProxyError::NoEndpoints { .. } => "no-endpoints",
+            ProxyError::Overloaded { .. } => "overloaded",
+            ProxyError::ConnectFailed { .. } => "connect-failed",
+            ProxyError::UpstreamReset { .. } => "upstream-reset",
+            ProxyError::Timeout { .. } => "timeout",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoints { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// The single place where a proxy failure becomes a response.
+pub fn rescue(err: &ProxyError) -> Response<ProxyBody> {
+    let reason = err.reason();
+    let body = format!("outrider: {err}\n");
+    let mut rsp = Response::new(ProxyBody::full(body));
+    *rsp.status_mut() = err.status();
+    let h = rsp.headers_mut();
+    h.insert(X_OUTRIDER_ERROR, HeaderValue::from_static(reason));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    rsp
+}
+
+/// Classifies an upstream client error: failed before the request was written, or after.
+pub fn from_client_error(err: hyper_util::client::legacy::Error, backend: &str, endpoint: &str) -> ProxyError {
+    let (backend, endpoint) = (backend.to_owned(), endpoint.to_owned());
+    if err.is_connect() {
+        ProxyError::ConnectFailed { backend, endpoint, source: err.into() }
+    } else {
+        ProxyError::UpstreamReset { backend, endpoint, source: err.into() }
+    }
+}

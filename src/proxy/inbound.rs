@@ -1,0 +1,88 @@
+//! The inbound request path: peer -> local app.
+//!
+//! Order: concurrency limit, request id, strip client-sent identity header, append
+//! `x-forwarded-for`, forward to the app (no route timeout: the caller's sidecar owns it),
+//! metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::error::{rescue, ProxyError};
+use super::forward::{forward, spawn_tunnel, take_upgrade};
+use super::headers;
+use super::{ConnGuard, Worker};
+use crate::config::validate::defaults;
+use crate::telemetry::metrics::Direction;
+
+#[derive(Clone)]
+pub struct Inbound {
+    worker: Arc<Worker>,
+    peer: SocketAddr,
+    conn: Arc<ConnGuard>,
+}
+
+impl Inbound {
+    pub fn new(worker: Arc<Worker>, peer: SocketAddr, conn: ConnGuard) -> Inbound {
+        Inbound { worker, peer, conn: Arc::new(conn) }
+    }
+
+    pub async fn handle(self, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+        let start = Instant::now();
+        let request_id = headers::ensure_request_id(req.headers_mut());
+        let mut rsp = match self.forward(req, start).await {
+            Ok(rsp) => rsp,
+            Err(err) => {
+                tracing::debug!(error = %err, "inbound request failed");
+                self.worker.shared.metrics.proxy_error(Direction::Inbound, err.reason()).inc();
+                rescue(&err)
+            }
+        };
+        rsp.headers_mut().insert(headers::X_REQUEST_ID, request_id);
+        Ok(rsp)
+    }
+
+    async fn forward(&self, mut req: Request<Incoming>, start: Instant) -> Result<Response<ProxyBody>, ProxyError> {
+        let shared = &self.worker.shared;
+        let permit = match &shared.inbound_limit {
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => return Err(ProxyError::Overloaded { what: "inbound listener".into() }),
+            },
+            None => None,
+        };
+        let snap = shared.snapshot.load_full();
+        let (Some(app), Some(metrics)) = (&snap.app, &snap.app_metrics) else {
+            return Err(ProxyError::NoRoute { host: String::new(), path: req.uri().path().to_owned() });
+        };
+        let authority = req.uri().authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+        let upgrade = take_upgrade(&mut req);
+        let h = req.headers_mut();
+        headers::strip_hop_by_hop(h, upgrade.is_some());
+        // Only a verified mTLS peer may carry an identity; never trust one a client sent.
+        h.remove(headers::X_OUTRIDER_PEER_IDENTITY);
+        headers::append_forwarded_for(h, self.peer.ip());
+
+        let result = forward(app, self.worker.id, req, authority, Duration::ZERO).await;
+        let mut rsp = match result {
+            Ok(rsp) => rsp,
+            Err(e) => {
+                metrics.count(e.status().as_u16());
+                metrics.duration.observe(start.elapsed().as_secs_f64());
+                return Err(e);
+            }
+        };
+        if let Some(up) = upgrade {
+            spawn_tunnel(up, &mut rsp, self.conn.clone());
+        }
+        metrics.count(rsp.status().as_u16());
+        metrics.duration.observe(start.elapsed().as_secs_f64());
+        let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
+        Ok(rsp.map(|b| ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, permit)))
+    }
+}

@@ -1,0 +1,146 @@
+//! One immutable runtime view of a config generation: route table, per-route metric handles,
+//! per-backend state (endpoints, balancer, one upstream client per worker).
+//!
+//! Owns: building that view from a `config::Loaded`. Readers hold an `Arc<Snapshot>` for the
+//! life of a request; a new config means a new snapshot swapped in whole.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use http::uri::Authority;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::balance::RoundRobin;
+use crate::config::model::{Backend, Protocol, Route};
+use crate::config::Loaded;
+use crate::routing::Table;
+use crate::telemetry::metrics::{Direction, Metrics, RouteBackendMetrics};
+
+pub type UpstreamClient = Client<HttpConnector, Incoming>;
+
+/// Name of the synthetic backend that stands for the local app on the inbound side.
+pub const APP_BACKEND: &str = "app";
+
+pub struct Snapshot {
+    pub loaded: Loaded,
+    pub generation: u64,
+    pub table: Table,
+    pub routes: Vec<RouteState>,
+    pub backends: Vec<Arc<BackendState>>,
+    /// The local app (inbound target), when an inbound listener is configured.
+    pub app: Option<Arc<BackendState>>,
+    pub app_metrics: Option<RouteBackendMetrics>,
+}
+
+pub struct RouteState {
+    pub route: Route,
+    /// Indexed like `Config::backends`; `None` where the route does not send to that backend.
+    pub metrics: Vec<Option<RouteBackendMetrics>>,
+}
+
+impl AsRef<Route> for RouteState {
+    fn as_ref(&self) -> &Route {
+        &self.route
+    }
+}
+
+pub struct BackendState {
+    pub backend: Backend,
+    pub endpoints: Vec<EndpointState>,
+    pub rr: RoundRobin,
+    /// One client (and so one connection pool) per worker thread: no cross-thread sharing.
+    pub clients: Vec<UpstreamClient>,
+}
+
+pub struct EndpointState {
+    pub addr: SocketAddr,
+    pub authority: Authority,
+    /// Requests sent and not yet answered with headers.
+    pub active: AtomicUsize,
+}
+
+impl Snapshot {
+    pub fn build(loaded: Loaded, generation: u64, metrics: &Metrics, workers: usize) -> Snapshot {
+        let config = loaded.config.clone();
+        let backends: Vec<Arc<BackendState>> =
+            config.backends.iter().map(|b| Arc::new(BackendState::new(b.clone(), workers))).collect();
+        let routes = config
+            .outbound
+            .iter()
+            .flat_map(|o| o.routes.iter())
+            .map(|r| RouteState {
+                metrics: (0..backends.len())
+                    .map(|i| {
+                        r.to.iter().any(|(b, _)| *b == i).then(|| {
+                            metrics.route_backend(Direction::Outbound, &r.name, &config.backends[i].name)
+                        })
+                    })
+                    .collect(),
+                route: r.clone(),
+            })
+            .collect();
+        let table = Table::new(config.outbound.as_ref().map_or(&[][..], |o| &o.routes));
+        let app = config.inbound.as_ref().map(|ib| {
+            Arc::new(BackendState::new(
+                Backend {
+                    name: APP_BACKEND.to_owned(),
+                    endpoints: vec![ib.app],
+                    protocol: Protocol::Http1,
+                    balance: crate::config::model::Balance::RoundRobin,
+                    connect_timeout: crate::config::validate::defaults::CONNECT_TIMEOUT,
+                },
+                workers,
+            ))
+        });
+        let app_metrics = app.as_ref().map(|_| metrics.route_backend(Direction::Inbound, "", APP_BACKEND));
+        for b in &backends {
+            metrics
+                .backend_endpoints
+                .with_label_values(&[&b.backend.name, "healthy"])
+                .set(b.endpoints.len() as i64);
+            for state in ["unhealthy", "ejected"] {
+                metrics.backend_endpoints.with_label_values(&[&b.backend.name, state]).set(0);
+            }
+        }
+        metrics.config_generation.set(generation as i64);
+        Snapshot { loaded, generation, table, routes, backends, app, app_metrics }
+    }
+}
+
+impl BackendState {
+    pub fn new(backend: Backend, workers: usize) -> BackendState {
+        let endpoints = backend
+            .endpoints
+            .iter()
+            .map(|a| EndpointState {
+                addr: *a,
+                authority: a.to_string().parse().expect("a socket address is a valid authority"),
+                active: AtomicUsize::new(0),
+            })
+            .collect();
+        let clients = (0..workers.max(1)).map(|_| client(&backend)).collect();
+        BackendState { backend, endpoints, rr: RoundRobin::default(), clients }
+    }
+}
+
+fn client(b: &Backend) -> UpstreamClient {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    conn.set_connect_timeout(Some(b.connect_timeout));
+    conn.enforce_http(true);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .set_host(false);
+    if b.protocol == Protocol::Http2 {
+        builder.http2_only(true);
+    }
+    builder.build(conn)
+}
