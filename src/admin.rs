@@ -96,14 +96,22 @@ async fn handle(kind: Kind, state: &AdminState, req: Request<Incoming>) -> Respo
             if started {
                 tracing::info!("drain requested through the admin API");
             }
-            json_rsp(StatusCode::ACCEPTED, &json!({"draining": true, "started_now": started}))
+            json_rsp(
+                StatusCode::ACCEPTED,
+                &json!({"draining": true, "started_now": started}),
+            )
         }
         (Kind::Admin, "/reload") if method == Method::POST => json_rsp(
             StatusCode::NOT_IMPLEMENTED,
             &json!({"result": "failure", "error": "not supported yet: reload (restart to apply a new config)"}),
         ),
-        (Kind::Admin, "/live" | "/ready" | "/metrics" | "/config" | "/config/history" | "/backends")
-        | (Kind::Metrics, "/live" | "/ready" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (
+            Kind::Admin,
+            "/live" | "/ready" | "/metrics" | "/config" | "/config/history" | "/backends",
+        )
+        | (Kind::Metrics, "/live" | "/ready" | "/metrics") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         (Kind::Admin, "/drain" | "/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -117,14 +125,24 @@ async fn ready(state: &AdminState) -> Response<Full<Bytes>> {
     let snap = state.shared.snapshot.load_full();
     if let Some(ib) = snap.loaded.config.inbound.as_ref() {
         if ib.ready_requires_app {
-            let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(ib.app));
+            let probe = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(ib.app),
+            );
             if !matches!(probe.await, Ok(Ok(_))) {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "app not reachable\n");
             }
         }
         for name in &ib.ready_requires_backends {
-            if snap.backends.iter().any(|b| &b.backend.name == name && b.endpoints.is_empty()) {
-                return text(StatusCode::SERVICE_UNAVAILABLE, "required backend has no endpoints\n");
+            if snap
+                .backends
+                .iter()
+                .any(|b| &b.backend.name == name && b.endpoints.is_empty())
+            {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "required backend has no endpoints\n",
+                );
             }
         }
     }
@@ -179,7 +197,10 @@ fn backends_json(state: &AdminState) -> serde_json::Value {
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut rsp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *rsp.status_mut() = status;
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     rsp
 }
 
@@ -188,6 +209,9 @@ fn json_rsp(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> 
     body.push(b'\n');
     let mut rsp = Response::new(Full::new(Bytes::from(body)));
     *rsp.status_mut() = status;
-    rsp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     rsp
 }

@@ -25,9 +25,16 @@ use crate::telemetry::metrics::{Direction, Metrics};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot listen on {addr} ({listener}): {source}")]
-    Bind { listener: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start {what}: {source}")]
-    Start { what: &'static str, source: std::io::Error },
+    Start {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -38,7 +45,9 @@ pub struct AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { workers: thread::available_parallelism().map_or(1, |n| n.get()) }
+        AppOptions {
+            workers: thread::available_parallelism().map_or(1, |n| n.get()),
+        }
     }
 }
 
@@ -111,18 +120,29 @@ impl App {
 
         let mut joins = Vec::new();
         for (id, listeners) in per_worker.into_iter().enumerate() {
-            let worker = Arc::new(Worker { id, shared: shared.clone(), conns: Arc::new(ConnTracker::default()) });
+            let worker = Arc::new(Worker {
+                id,
+                shared: shared.clone(),
+                conns: Arc::new(ConnTracker::default()),
+            });
             let limits = config.limits.clone();
             let drain_timeout = config.drain_timeout;
             let j = thread::Builder::new()
                 .name(format!("outrider-w{id}"))
                 .spawn(move || run_worker(worker, listeners, limits, drain_timeout))
-                .map_err(|source| Error::Start { what: "worker thread", source })?;
+                .map_err(|source| Error::Start {
+                    what: "worker thread",
+                    source,
+                })?;
             joins.push(j);
         }
 
         let (done_tx, done) = watch::channel(false);
-        let admin_state = Arc::new(AdminState { shared: shared.clone(), lifecycle_tx: lifecycle_tx.clone(), history });
+        let admin_state = Arc::new(AdminState {
+            shared: shared.clone(),
+            lifecycle_tx: lifecycle_tx.clone(),
+            history,
+        });
         let lifecycle_for_admin = lifecycle_tx.clone();
         thread::Builder::new()
             .name("outrider-admin".into())
@@ -133,13 +153,26 @@ impl App {
                     .expect("a current-thread runtime builds");
                 rt.block_on(async move {
                     let a = tokio::net::TcpListener::from_std(admin_l).expect("listener registers");
-                    let m = tokio::net::TcpListener::from_std(metrics_l).expect("listener registers");
-                    let t1 = tokio::spawn(admin::serve(a, admin::Kind::Admin, admin_state.clone()).instrument(
-                        tracing::info_span!("listener", name = "admin", port = admin_addr.port()),
-                    ));
-                    let t2 = tokio::spawn(admin::serve(m, admin::Kind::Metrics, admin_state).instrument(
-                        tracing::info_span!("listener", name = "metrics", port = metrics_addr.port()),
-                    ));
+                    let m =
+                        tokio::net::TcpListener::from_std(metrics_l).expect("listener registers");
+                    let t1 = tokio::spawn(
+                        admin::serve(a, admin::Kind::Admin, admin_state.clone()).instrument(
+                            tracing::info_span!(
+                                "listener",
+                                name = "admin",
+                                port = admin_addr.port()
+                            ),
+                        ),
+                    );
+                    let t2 = tokio::spawn(
+                        admin::serve(m, admin::Kind::Metrics, admin_state).instrument(
+                            tracing::info_span!(
+                                "listener",
+                                name = "metrics",
+                                port = metrics_addr.port()
+                            ),
+                        ),
+                    );
                     // Workers finish their drain on their own threads; then admin stops too.
                     let _ = tokio::task::spawn_blocking(move || {
                         for j in joins {
@@ -153,17 +186,32 @@ impl App {
                 rt.shutdown_background();
                 let _ = done_tx.send(true);
             })
-            .map_err(|source| Error::Start { what: "admin thread", source })?;
+            .map_err(|source| Error::Start {
+                what: "admin thread",
+                source,
+            })?;
 
         info!(
             outbound = ?outbound, inbound = ?inbound, admin = %admin_addr, metrics = %metrics_addr,
             workers, "outrider started"
         );
-        Ok(AppHandle { outbound, inbound, admin: admin_addr, metrics: metrics_addr, lifecycle_tx, done })
+        Ok(AppHandle {
+            outbound,
+            inbound,
+            admin: admin_addr,
+            metrics: metrics_addr,
+            lifecycle_tx,
+            done,
+        })
     }
 }
 
-fn run_worker(worker: Arc<Worker>, listeners: ListenerSet, limits: Limits, drain_timeout: std::time::Duration) {
+fn run_worker(
+    worker: Arc<Worker>,
+    listeners: ListenerSet,
+    limits: Limits,
+    drain_timeout: std::time::Duration,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -194,12 +242,21 @@ fn run_worker(worker: Arc<Worker>, listeners: ListenerSet, limits: Limits, drain
 
 /// Binds `n` sockets to one address (`SO_REUSEPORT` when n > 1: the kernel spreads
 /// connections across the workers' listeners). Port 0 resolves once, then is shared.
-fn bind(addr: SocketAddr, listener: &'static str, n: usize) -> Result<Vec<std::net::TcpListener>, Error> {
+fn bind(
+    addr: SocketAddr,
+    listener: &'static str,
+    n: usize,
+) -> Result<Vec<std::net::TcpListener>, Error> {
     let mut out = Vec::with_capacity(n);
     let mut addr = addr;
     for _ in 0..n {
-        let err = |source| Error::Bind { listener, addr, source };
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+        let err = |source| Error::Bind {
+            listener,
+            addr,
+            source,
+        };
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(err)?;
         s.set_reuse_address(true).map_err(err)?;
         if n > 1 {
             s.set_reuse_port(true).map_err(err)?;

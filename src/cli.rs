@@ -14,7 +14,12 @@ use crate::routing::{self, Verdict};
 use crate::telemetry::{self, LogFormat};
 use crate::{App, AppOptions};
 
-const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("OUTRIDER_GIT_COMMIT"), ")");
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OUTRIDER_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Parser, Debug)]
 #[command(name = "outrider", version = LONG_VERSION, about = "MCP-aware L7 sidecar proxy")]
@@ -78,15 +83,28 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Route { config, host, path, method, headers, mcp_method, mcp_tool } => {
-            match config::load_file(&config) {
-                Ok(loaded) => explain(&loaded, &host, &path, &method, &headers, mcp_method.is_some() || mcp_tool.is_some()),
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    ExitCode::from(1)
-                }
+        Command::Route {
+            config,
+            host,
+            path,
+            method,
+            headers,
+            mcp_method,
+            mcp_tool,
+        } => match config::load_file(&config) {
+            Ok(loaded) => explain(
+                &loaded,
+                &host,
+                &path,
+                &method,
+                &headers,
+                mcp_method.is_some() || mcp_tool.is_some(),
+            ),
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(1)
             }
-        }
+        },
     }
 }
 
@@ -121,7 +139,10 @@ fn run(path: Option<&Path>, workers: Option<usize>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime builds");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime builds");
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
@@ -148,7 +169,14 @@ fn run(path: Option<&Path>, workers: Option<usize>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn explain(loaded: &Loaded, host: &str, path: &str, method: &str, headers: &[String], mcp: bool) -> ExitCode {
+fn explain(
+    loaded: &Loaded,
+    host: &str,
+    path: &str,
+    method: &str,
+    headers: &[String],
+    mcp: bool,
+) -> ExitCode {
     let cfg = &loaded.config;
     let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
         eprintln!("invalid --method `{method}`");
@@ -157,7 +185,10 @@ fn explain(loaded: &Loaded, host: &str, path: &str, method: &str, headers: &[Str
     let mut map = http::HeaderMap::new();
     for h in headers {
         let parsed = h.split_once('=').and_then(|(k, v)| {
-            Some((http::HeaderName::from_bytes(k.trim().as_bytes()).ok()?, http::HeaderValue::from_str(v.trim()).ok()?))
+            Some((
+                http::HeaderName::from_bytes(k.trim().as_bytes()).ok()?,
+                http::HeaderValue::from_str(v.trim()).ok()?,
+            ))
         });
         match parsed {
             Some((k, v)) => {
@@ -173,7 +204,12 @@ fn explain(loaded: &Loaded, host: &str, path: &str, method: &str, headers: &[Str
         println!("note: --mcp-method/--mcp-tool are not evaluated: MCP route conditions are not supported yet");
     }
     let routes = cfg.outbound.as_ref().map_or(&[][..], |o| &o.routes[..]);
-    let req = routing::Request { host, path, method: &method, headers: &map };
+    let req = routing::Request {
+        host,
+        path,
+        method: &method,
+        headers: &map,
+    };
     println!("request: {method} {host}{path}");
     let mut matched = None;
     for (i, r) in routes.iter().enumerate() {
@@ -185,19 +221,29 @@ fn explain(loaded: &Loaded, host: &str, path: &str, method: &str, headers: &[Str
             }
             Verdict::Host => format!("host does not match {:?}", r.host),
             Verdict::Path => format!("path does not match {:?}", r.path),
-            Verdict::Method => format!("method is not {}", r.method.as_ref().map_or("", |m| m.as_str())),
+            Verdict::Method => format!(
+                "method is not {}",
+                r.method.as_ref().map_or("", |m| m.as_str())
+            ),
             Verdict::Header(h) => format!("header `{h}` missing or different"),
         };
         println!("  route #{i} `{}`: skipped, {why}", r.name);
     }
     let table = routing::Table::new(routes);
-    debug_assert_eq!(table.find(routes, &req), matched, "index and linear scan agree");
+    debug_assert_eq!(
+        table.find(routes, &req),
+        matched,
+        "index and linear scan agree"
+    );
     let Some(i) = matched else {
         println!("result: no route matches -> 404 no-route");
         return ExitCode::from(3);
     };
     let r = &routes[i];
-    println!("result: route `{}` (timeout {:?}, idle_timeout {:?})", r.name, r.timeout, r.idle_timeout);
+    println!(
+        "result: route `{}` (timeout {:?}, idle_timeout {:?})",
+        r.name, r.timeout, r.idle_timeout
+    );
     for (b, w) in &r.to {
         let be = &cfg.backends[*b];
         let eps: Vec<String> = be.endpoints.iter().map(ToString::to_string).collect();

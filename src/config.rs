@@ -46,7 +46,12 @@ impl Errors {
     fn one(source: &str, pos: Pos, message: String) -> Errors {
         Errors {
             source: source.to_owned(),
-            list: vec![Error { line: pos.line, col: pos.col, path: String::new(), message }],
+            list: vec![Error {
+                line: pos.line,
+                col: pos.col,
+                path: String::new(),
+                message,
+            }],
         }
     }
 
@@ -86,7 +91,11 @@ pub struct Loaded {
 pub fn load_file(path: &Path) -> Result<Loaded, Errors> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Errors::one(&source, Pos { line: 1, col: 1 }, format!("cannot read config file: {e}"))
+        Errors::one(
+            &source,
+            Pos { line: 1, col: 1 },
+            format!("cannot read config file: {e}"),
+        )
     })?;
     load_str_with_env(&text, &source, &|k| std::env::var(k).ok())
 }
@@ -107,7 +116,12 @@ pub fn load_str_with_env(
         source: source.to_owned(),
         list: errs
             .into_iter()
-            .map(|e| Error { line: e.pos.line, col: e.pos.col, path: String::new(), message: e.message })
+            .map(|e| Error {
+                line: e.pos.line,
+                col: e.pos.col,
+                path: String::new(),
+                message: e.message,
+            })
             .collect(),
     })?;
     let value = parse_yaml(&expanded).map_err(|(pos, m)| Errors::one(source, pos, m))?;
@@ -117,21 +131,48 @@ pub fn load_str_with_env(
         Err(e) => {
             let path = e.path().to_string();
             let msg = e.into_inner().to_string();
-            let pos = if msg.starts_with("unknown field") { index.key(&path) } else { index.value(&path) };
-            let message = if path == "." { msg } else { format!("{path}: {msg}") };
-            return Err(Errors { source: source.to_owned(), list: vec![Error { line: pos.line, col: pos.col, path, message }] });
+            let pos = if msg.starts_with("unknown field") {
+                index.key(&path)
+            } else {
+                index.value(&path)
+            };
+            let message = if path == "." {
+                msg
+            } else {
+                format!("{path}: {msg}")
+            };
+            return Err(Errors {
+                source: source.to_owned(),
+                list: vec![Error {
+                    line: pos.line,
+                    col: pos.col,
+                    path,
+                    message,
+                }],
+            });
         }
     };
     let validated = validate::validate(&file, &index).map_err(|problems| Errors {
         source: source.to_owned(),
         list: problems
             .into_iter()
-            .map(|p| Error { line: p.pos.line, col: p.pos.col, path: p.path, message: p.message })
+            .map(|p| Error {
+                line: p.pos.line,
+                col: p.pos.col,
+                path: p.path,
+                message: p.message,
+            })
             .collect(),
     })?;
     let mut effective = serde_json::to_value(&file).expect("schema types serialize to JSON");
-    if let Some(ob) = effective.get_mut("outbound").and_then(|o| o.as_object_mut()) {
-        ob.insert("routes".into(), serde_json::to_value(&validated.routes).expect("routes serialize"));
+    if let Some(ob) = effective
+        .get_mut("outbound")
+        .and_then(|o| o.as_object_mut())
+    {
+        ob.insert(
+            "routes".into(),
+            serde_json::to_value(&validated.routes).expect("routes serialize"),
+        );
     }
     effective["backends"] = serde_json::to_value(&validated.backends).expect("backends serialize");
     Ok(Loaded {
@@ -146,11 +187,20 @@ pub fn load_str_with_env(
 /// The one place that calls the YAML library (serde_yaml is archived; a fork is a one-line swap).
 pub fn parse_yaml(text: &str) -> Result<serde_yaml::Value, (Pos, String)> {
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-        let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos { line: l.line(), col: l.column() });
-        (pos, format!("YAML syntax: {}", strip_location(&e.to_string())))
+        let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
+            line: l.line(),
+            col: l.column(),
+        });
+        (
+            pos,
+            format!("YAML syntax: {}", strip_location(&e.to_string())),
+        )
     })?;
     if value.is_null() {
-        return Err((Pos { line: 1, col: 1 }, "config is empty (expected a mapping with `version: 1`)".into()));
+        return Err((
+            Pos { line: 1, col: 1 },
+            "config is empty (expected a mapping with `version: 1`)".into(),
+        ));
     }
     Ok(value)
 }

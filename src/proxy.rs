@@ -76,7 +76,10 @@ impl ConnTracker {
     pub fn enter(self: &Arc<Self>, gauge: prometheus::IntGauge) -> ConnGuard {
         self.open.fetch_add(1, Ordering::AcqRel);
         gauge.inc();
-        ConnGuard { tracker: self.clone(), gauge }
+        ConnGuard {
+            tracker: self.clone(),
+            gauge,
+        }
     }
 
     /// Resolves once no connection is open.
@@ -119,9 +122,18 @@ pub fn server_builder(limits: &Limits) -> Arc<auto::Builder<TokioExecutor>> {
 }
 
 /// Accepts connections until drain starts; each connection is served on its own task.
-pub async fn accept_loop(listener: TcpListener, dir: Direction, worker: Arc<Worker>, limits: Limits) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    dir: Direction,
+    worker: Arc<Worker>,
+    limits: Limits,
+) {
     let builder = server_builder(&limits);
-    let gauge = worker.shared.metrics.connections_open.with_label_values(&[dir.as_str()]);
+    let gauge = worker
+        .shared
+        .metrics
+        .connections_open
+        .with_label_values(&[dir.as_str()]);
     let mut lifecycle = worker.shared.lifecycle.clone();
     loop {
         let accepted = tokio::select! {
@@ -141,8 +153,16 @@ pub async fn accept_loop(listener: TcpListener, dir: Direction, worker: Arc<Work
         let guard = worker.conns.enter(gauge.clone());
         let span = tracing::debug_span!("conn", %peer);
         tokio::spawn(
-            serve_conn(stream, peer, dir, worker.clone(), builder.clone(), limits.header_read_timeout, guard)
-                .instrument(span),
+            serve_conn(
+                stream,
+                peer,
+                dir,
+                worker.clone(),
+                builder.clone(),
+                limits.header_read_timeout,
+                guard,
+            )
+            .instrument(span),
         );
     }
     debug!(direction = dir.as_str(), "listener closed");
@@ -170,7 +190,8 @@ async fn serve_conn(
         Direction::Outbound => Service::Outbound(outbound::Outbound::new(worker.clone(), guard)),
         Direction::Inbound => Service::Inbound(inbound::Inbound::new(worker.clone(), peer, guard)),
     };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -197,9 +218,14 @@ enum Service {
 impl tower::Service<http::Request<hyper::body::Incoming>> for Service {
     type Response = http::Response<body::ProxyBody>;
     type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 

@@ -140,14 +140,22 @@ fn host_matches(m: &HostMatch, host: &str) -> bool {
     match m {
         HostMatch::Any => true,
         HostMatch::Exact(h) => h == bare || h == &host,
-        HostMatch::Suffix(s) => bare.len() > s.len() + 1 && bare.ends_with(s.as_str()) && bare.as_bytes()[bare.len() - s.len() - 1] == b'.',
+        HostMatch::Suffix(s) => {
+            bare.len() > s.len() + 1
+                && bare.ends_with(s.as_str())
+                && bare.as_bytes()[bare.len() - s.len() - 1] == b'.'
+        }
     }
 }
 
 /// `host:port` -> `host`; `[v6]:port` -> `[v6]`.
 pub fn strip_port(authority: &str) -> &str {
     match authority.rfind(':') {
-        Some(i) if !authority[i + 1..].is_empty() && authority[i + 1..].bytes().all(|b| b.is_ascii_digit()) && !authority[..i].ends_with(':') => {
+        Some(i)
+            if !authority[i + 1..].is_empty()
+                && authority[i + 1..].bytes().all(|b| b.is_ascii_digit())
+                && !authority[..i].ends_with(':') =>
+        {
             &authority[..i]
         }
         _ => authority,

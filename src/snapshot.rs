@@ -66,8 +66,11 @@ pub struct EndpointState {
 impl Snapshot {
     pub fn build(loaded: Loaded, generation: u64, metrics: &Metrics, workers: usize) -> Snapshot {
         let config = loaded.config.clone();
-        let backends: Vec<Arc<BackendState>> =
-            config.backends.iter().map(|b| Arc::new(BackendState::new(b.clone(), workers))).collect();
+        let backends: Vec<Arc<BackendState>> = config
+            .backends
+            .iter()
+            .map(|b| Arc::new(BackendState::new(b.clone(), workers)))
+            .collect();
         let routes = config
             .outbound
             .iter()
@@ -76,7 +79,11 @@ impl Snapshot {
                 metrics: (0..backends.len())
                     .map(|i| {
                         r.to.iter().any(|(b, _)| *b == i).then(|| {
-                            metrics.route_backend(Direction::Outbound, &r.name, &config.backends[i].name)
+                            metrics.route_backend(
+                                Direction::Outbound,
+                                &r.name,
+                                &config.backends[i].name,
+                            )
                         })
                     })
                     .collect(),
@@ -96,18 +103,31 @@ impl Snapshot {
                 workers,
             ))
         });
-        let app_metrics = app.as_ref().map(|_| metrics.route_backend(Direction::Inbound, "", APP_BACKEND));
+        let app_metrics = app
+            .as_ref()
+            .map(|_| metrics.route_backend(Direction::Inbound, "", APP_BACKEND));
         for b in &backends {
             metrics
                 .backend_endpoints
                 .with_label_values(&[&b.backend.name, "healthy"])
                 .set(b.endpoints.len() as i64);
             for state in ["unhealthy", "ejected"] {
-                metrics.backend_endpoints.with_label_values(&[&b.backend.name, state]).set(0);
+                metrics
+                    .backend_endpoints
+                    .with_label_values(&[&b.backend.name, state])
+                    .set(0);
             }
         }
         metrics.config_generation.set(generation as i64);
-        Snapshot { loaded, generation, table, routes, backends, app, app_metrics }
+        Snapshot {
+            loaded,
+            generation,
+            table,
+            routes,
+            backends,
+            app,
+            app_metrics,
+        }
     }
 }
 
@@ -118,12 +138,20 @@ impl BackendState {
             .iter()
             .map(|a| EndpointState {
                 addr: *a,
-                authority: a.to_string().parse().expect("a socket address is a valid authority"),
+                authority: a
+                    .to_string()
+                    .parse()
+                    .expect("a socket address is a valid authority"),
                 active: AtomicUsize::new(0),
             })
             .collect();
         let clients = (0..workers.max(1)).map(|_| client(&backend)).collect();
-        BackendState { backend, endpoints, rr: RoundRobin::default(), clients }
+        BackendState {
+            backend,
+            endpoints,
+            rr: RoundRobin::default(),
+            clients,
+        }
     }
 }
 

@@ -36,7 +36,10 @@ pub fn expand(
         }
         let pos = pos_of(text, consumed + i);
         let Some(end) = after.find('}') else {
-            errors.push(ExpandError { pos, message: "unterminated `${` in variable reference".into() });
+            errors.push(ExpandError {
+                pos,
+                message: "unterminated `${` in variable reference".into(),
+            });
             out.push_str(&rest[i..]);
             rest = "";
             break;
@@ -47,7 +50,10 @@ pub fn expand(
             None => (inner, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            errors.push(ExpandError { pos, message: format!("invalid variable name `{name}` in `${{{inner}}}`") });
+            errors.push(ExpandError {
+                pos,
+                message: format!("invalid variable name `{name}` in `${{{inner}}}`"),
+            });
         } else {
             match (lookup(name), default) {
                 (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
@@ -107,6 +113,8 @@ mod tests {
     #[test]
     fn rejects_bad_names_and_unterminated() {
         assert_eq!(expand("${a b}", &env).unwrap_err().len(), 1);
-        assert!(expand("x ${OPEN", &env).unwrap_err()[0].message.contains("unterminated"));
+        assert!(expand("x ${OPEN", &env).unwrap_err()[0]
+            .message
+            .contains("unterminated"));
     }
 }

@@ -53,15 +53,28 @@ impl Index {
             }
             match p.rfind(['.', '[']) {
                 Some(i) => p = &p[..i],
-                None => return self.values.get("").copied().unwrap_or(Pos { line: 1, col: 1 }),
+                None => {
+                    return self
+                        .values
+                        .get("")
+                        .copied()
+                        .unwrap_or(Pos { line: 1, col: 1 })
+                }
             }
         }
     }
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        first: bool,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]
@@ -73,7 +86,10 @@ struct Receiver {
 impl Receiver {
     /// Path of the node that starts now, or `None` when the event is a mapping key.
     fn node_path(&mut self, mark: Marker, scalar: Option<&str>) -> Option<String> {
-        let pos = Pos { line: mark.line(), col: mark.col() + 1 };
+        let pos = Pos {
+            line: mark.line(),
+            col: mark.col() + 1,
+        };
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Seq { path, next }) => {
@@ -81,10 +97,14 @@ impl Receiver {
                 *next += 1;
                 Some(p)
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, first }) => match key.take() {
                 Some(k) => Some(join(path, &k)),
                 None => {
                     let k = scalar.unwrap_or("?").to_owned();
+                    // yaml-rust2 marks a block mapping at its first `:`; its first key reads better.
+                    if std::mem::take(first) {
+                        self.index.values.insert(path.clone(), pos);
+                    }
                     self.index.keys.insert(join(path, &k), pos);
                     *key = Some(k);
                     None
@@ -104,7 +124,10 @@ fn join(path: &str, key: &str) -> String {
 
 impl MarkedEventReceiver for Receiver {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos { line: mark.line(), col: mark.col() + 1 };
+        let pos = Pos {
+            line: mark.line(),
+            col: mark.col() + 1,
+        };
         match ev {
             Event::Scalar(ref s, ..) => {
                 if let Some(p) = self.node_path(mark, Some(s)) {
@@ -119,7 +142,11 @@ impl MarkedEventReceiver for Receiver {
             Event::MappingStart(..) => {
                 let p = self.node_path(mark, None).unwrap_or_default();
                 self.index.values.insert(p.clone(), pos);
-                self.stack.push(Frame::Map { path: p, key: None });
+                self.stack.push(Frame::Map {
+                    path: p,
+                    key: None,
+                    first: true,
+                });
             }
             Event::SequenceStart(..) => {
                 let p = self.node_path(mark, None).unwrap_or_default();
@@ -144,9 +171,18 @@ mod tests {
         let idx = Index::build(text);
         assert_eq!(idx.value("version"), Pos { line: 1, col: 10 });
         assert_eq!(idx.key("outbound.listen"), Pos { line: 3, col: 3 });
-        assert_eq!(idx.value("outbound.routes[1].timeout"), Pos { line: 8, col: 16 });
-        assert_eq!(idx.value("outbound.routes[0].to[0].backend"), Pos { line: 6, col: 22 });
+        assert_eq!(
+            idx.value("outbound.routes[1].timeout"),
+            Pos { line: 8, col: 16 }
+        );
+        assert_eq!(
+            idx.value("outbound.routes[0].to[0].backend"),
+            Pos { line: 6, col: 23 }
+        );
         // Unknown paths fall back to the nearest ancestor.
-        assert_eq!(idx.value("outbound.routes[1].nope"), Pos { line: 7, col: 7 });
+        assert_eq!(
+            idx.value("outbound.routes[1].nope"),
+            Pos { line: 7, col: 7 }
+        );
     }
 }

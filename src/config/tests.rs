@@ -1,0 +1,201 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    (name == "APP_PORT").then(|| "8080".to_owned())
+}
+
+fn load(text: &str) -> Result<Loaded, Errors> {
+    load_str_with_env(text, "t.yaml", &env)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text)
+        .unwrap_err()
+        .to_string()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+const GOOD: &str = r#"
+version: 1
+service: demo
+admin: { listen: 127.0.0.1:0 }
+metrics: { listen: 127.0.0.1:0 }
+drain_timeout: 2s
+limits: { max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 8 }
+inbound: { listen: 127.0.0.1:0, app: "127.0.0.1:${APP_PORT}", mode: plaintext, max_concurrent_requests: 4 }
+outbound:
+  listen: 127.0.0.1:0
+  routes:
+    - name: split
+      match: { host: "*.Example.com", path_prefix: /api, method: POST, headers: { X-V: "2" } }
+      to: [{ backend: a, weight: 3 }, { backend: b }]
+      timeout: 250ms
+      request_headers: { set: { x-caller: demo }, remove: [x-debug] }
+backends:
+  - { name: a, discovery: { static: ["127.0.0.1:1", "localhost:2"] }, protocol: http2, connect_timeout: 100ms }
+  - { name: b, discovery: { static: ["[::1]:3"] } }
+"#;
+
+#[test]
+fn valid_config_becomes_runtime_model() {
+    let l = load(GOOD).unwrap();
+    let c = &l.config;
+    assert_eq!(c.inbound.as_ref().unwrap().app.port(), 8080);
+    assert_eq!(c.limits.max_header_bytes, 16384);
+    let r = &c.outbound.as_ref().unwrap().routes[0];
+    assert_eq!(r.host, model::HostMatch::Suffix("example.com".into()));
+    assert_eq!(r.to, vec![(0, 3), (1, 1)]);
+    assert_eq!(r.total_weight, 4);
+    assert_eq!(r.timeout, std::time::Duration::from_millis(250));
+    assert_eq!(r.headers[0].0.as_str(), "x-v");
+    assert_eq!(c.backends[0].endpoints[1].to_string(), "127.0.0.1:2");
+    assert_eq!(c.backends[0].protocol, model::Protocol::Http2);
+    assert_eq!(l.effective["outbound"]["routes"][0]["to"][1]["weight"], 1);
+    assert_eq!(l.sha256.len(), 64);
+}
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let l = load_str_with_env(EMBEDDED_DEFAULT, "<embedded>", &|_| None).unwrap();
+    assert_eq!(
+        l.config.inbound.as_ref().unwrap().app.to_string(),
+        "127.0.0.1:8080"
+    );
+    assert_eq!(
+        l.config.outbound.as_ref().unwrap().listen.to_string(),
+        "127.0.0.1:15001"
+    );
+    assert_eq!(l.config.admin.to_string(), "127.0.0.1:15000");
+    assert_eq!(l.config.metrics.to_string(), "0.0.0.0:15090");
+}
+
+#[test]
+fn reports_every_problem_with_its_position() {
+    let text = "version: 1
+outbound:
+  listen: 127.0.0.1:0
+  routes:
+    - name: a
+      to: [{ backend: missing }]
+      timeout: soon
+    - name: a
+      to: [{ backend: x, weight: 0 }]
+backends:
+  - name: x
+    discovery: { static: [\"127.0.0.1:1\"] }
+  - name: x
+    discovery: { static: [\"bad\"] }
+    protocol: h3
+";
+    let errs = errors(text);
+    let expect = [
+        "t.yaml:6:23: unknown backend `missing`",
+        "t.yaml:7:16: invalid duration `soon`",
+        "t.yaml:8:13: duplicate route name `a`",
+        "t.yaml:9:11: total weight of `to` must be greater than 0",
+        "t.yaml:13:11: duplicate backend name `x`",
+        "t.yaml:14:27: invalid address `bad`",
+        "t.yaml:15:15: invalid protocol `h3`",
+    ];
+    assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    for (got, want) in errs.iter().zip(expect) {
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_with_the_key_position() {
+    let errs = errors("version: 1\nadmin: { listen: 127.0.0.1:0, lisen: x }\n");
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("t.yaml:2:31: admin.lisen: unknown field `lisen`"),
+        "{errs:?}"
+    );
+    let errs = errors("version: 1\nbackends:\n  - name: b\n    discovery: { static: [\"127.0.0.1:1\"] }\n    balanse: x\n");
+    assert!(
+        errs[0].starts_with("t.yaml:5:5: unknown field `balanse`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn unbuilt_sections_are_refused_not_ignored() {
+    for (section, text) in [
+        ("tls", "tls: { ca: a, cert: b, key: c }"),
+        ("tracing", "tracing: { sample_ratio: 1.0 }"),
+        ("access_log", "access_log: { format: json }"),
+        ("gateway", "gateway: { listen: 0.0.0.0:1 }"),
+        ("mcp", "mcp: { max_inspect_body: 1MiB }"),
+        ("registration", "registration: { ttl: 10s }"),
+    ] {
+        let errs = errors(&format!("version: 1\n{text}\n"));
+        assert_eq!(
+            errs,
+            vec![format!("t.yaml:2:1: not supported yet: {section}")]
+        );
+    }
+    let errs = errors(
+        "version: 1\nbackends:\n  - name: b\n    discovery: { dns: { name: x, port: 1 } }\n    circuit_breaker: {}\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("not supported yet: backends[0].discovery.dns")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("not supported yet: backends[0].circuit_breaker")),
+        "{errs:?}"
+    );
+    let errs =
+        errors("version: 1\ninbound: { listen: 127.0.0.1:0, app: 127.0.0.1:1, mode: strict }\n");
+    assert!(
+        errs[0].contains("not supported yet: inbound.mode strict"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_and_missing_variables_have_positions() {
+    let errs = errors("version: 1\nadmin: { listen: [\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("t.yaml:3:1: YAML syntax"), "{errs:?}");
+    let errs = errors("version: 1\nadmin: { listen: \"${NOPE}\" }\n");
+    assert!(
+        errs[0].starts_with("t.yaml:2:19: environment variable `NOPE` is not set"),
+        "{errs:?}"
+    );
+    assert!(errors("")[0].contains("config is empty"));
+    assert!(errors("version: x\n")[0].starts_with("t.yaml:1:10: version: invalid type"));
+}
+
+#[test]
+fn header_and_path_rules() {
+    let base = "version: 1\nbackends: [{ name: b, discovery: { static: [\"127.0.0.1:1\"] } }]\noutbound:\n  listen: 127.0.0.1:0\n  routes:\n";
+    let errs = errors(&format!(
+        "{base}    - name: r\n      match: {{ path: api, method: post }}\n      to: [{{ backend: b }}]\n      request_headers: {{ set: {{ connection: close }} }}\n"
+    ));
+    assert!(
+        errs.iter().any(|e| e.contains("paths must start with `/`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("invalid method `post`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("`connection` is a hop-by-hop header")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn listener_clash_is_an_error() {
+    let errs = errors(
+        "version: 1\nadmin: { listen: 127.0.0.1:9000 }\nmetrics: { listen: 127.0.0.1:9000 }\n",
+    );
+    assert!(errs[0].contains("already used by admin.listen"), "{errs:?}");
+}

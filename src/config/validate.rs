@@ -53,12 +53,20 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.index.value(path);
-        self.problems.push(Problem { pos, path: path.to_owned(), message: message.into() });
+        self.problems.push(Problem {
+            pos,
+            path: path.to_owned(),
+            message: message.into(),
+        });
     }
 
     fn err_key(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.index.key(path);
-        self.problems.push(Problem { pos, path: path.to_owned(), message: message.into() });
+        self.problems.push(Problem {
+            pos,
+            path: path.to_owned(),
+            message: message.into(),
+        });
     }
 
     fn unsupported(&mut self, path: &str, present: bool) {
@@ -73,7 +81,11 @@ impl Ctx<'_> {
             Ok(v) => Some(v),
             Err(e) => {
                 let inner = e.path().to_string();
-                let full = if inner == "." { path.to_owned() } else { format!("{path}.{inner}") };
+                let full = if inner == "." {
+                    path.to_owned()
+                } else {
+                    format!("{path}.{inner}")
+                };
                 let msg = e.into_inner().to_string();
                 if msg.starts_with("unknown field") {
                     self.err_key(&full, msg);
@@ -119,9 +131,15 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Problem>> {
-    let mut cx = Ctx { index, problems: Vec::new() };
+    let mut cx = Ctx {
+        index,
+        problems: Vec::new(),
+    };
     if file.version != 1 {
-        cx.err("version", format!("unsupported config version {} (expected 1)", file.version));
+        cx.err(
+            "version",
+            format!("unsupported config version {} (expected 1)", file.version),
+        );
     }
     for (path, present) in [
         ("identity", file.identity.is_some()),
@@ -135,10 +153,23 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
         cx.unsupported(path, present);
     }
 
-    let admin = listen(&mut cx, "admin.listen", file.admin.as_ref(), defaults::ADMIN);
-    let metrics = listen(&mut cx, "metrics.listen", file.metrics.as_ref(), defaults::METRICS);
-    let drain_timeout =
-        cx.duration("drain_timeout", file.drain_timeout.as_ref(), defaults::DRAIN_TIMEOUT);
+    let admin = listen(
+        &mut cx,
+        "admin.listen",
+        file.admin.as_ref(),
+        defaults::ADMIN,
+    );
+    let metrics = listen(
+        &mut cx,
+        "metrics.listen",
+        file.metrics.as_ref(),
+        defaults::METRICS,
+    );
+    let drain_timeout = cx.duration(
+        "drain_timeout",
+        file.drain_timeout.as_ref(),
+        defaults::DRAIN_TIMEOUT,
+    );
     let limits = limits(&mut cx, file.limits.as_ref());
 
     let mut backends = Vec::new();
@@ -146,15 +177,23 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
     let mut backend_ids: HashMap<String, usize> = HashMap::new();
     for (i, raw) in file.backends.iter().enumerate() {
         let path = format!("backends[{i}]");
-        let Some(b) = cx.typed::<schema::Backend>(&path, raw) else { continue };
+        let Some(b) = cx.typed::<schema::Backend>(&path, raw) else {
+            continue;
+        };
         if backend_ids.insert(b.name.clone(), backends.len()).is_some() {
-            cx.err(&format!("{path}.name"), format!("duplicate backend name `{}`", b.name));
+            cx.err(
+                &format!("{path}.name"),
+                format!("duplicate backend name `{}`", b.name),
+            );
         }
         backends.push(backend(&mut cx, &path, &b));
         typed_backends.push(b);
     }
 
-    let inbound = file.inbound.as_ref().map(|ib| inbound(&mut cx, ib, &backend_ids));
+    let inbound = file
+        .inbound
+        .as_ref()
+        .map(|ib| inbound(&mut cx, ib, &backend_ids));
 
     let mut routes = Vec::new();
     let mut typed_routes = Vec::new();
@@ -163,14 +202,22 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
         let mut names = HashSet::new();
         for (i, raw) in ob.routes.iter().enumerate() {
             let path = format!("outbound.routes[{i}]");
-            let Some(r) = cx.typed::<schema::Route>(&path, raw) else { continue };
+            let Some(r) = cx.typed::<schema::Route>(&path, raw) else {
+                continue;
+            };
             if !names.insert(r.name.clone()) {
-                cx.err(&format!("{path}.name"), format!("duplicate route name `{}`", r.name));
+                cx.err(
+                    &format!("{path}.name"),
+                    format!("duplicate route name `{}`", r.name),
+                );
             }
             routes.push(route(&mut cx, &path, &r, &backend_ids));
             typed_routes.push(r);
         }
-        model::Outbound { listen, routes: std::mem::take(&mut routes) }
+        model::Outbound {
+            listen,
+            routes: std::mem::take(&mut routes),
+        }
     });
 
     check_listener_clash(&mut cx, admin, metrics, inbound.as_ref(), outbound.as_ref());
@@ -189,7 +236,11 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
         outbound,
         backends,
     };
-    Ok(Validated { config, routes: typed_routes, backends: typed_backends })
+    Ok(Validated {
+        config,
+        routes: typed_routes,
+        backends: typed_backends,
+    })
 }
 
 fn listen(cx: &mut Ctx, path: &str, l: Option<&schema::Listen>, default: &str) -> SocketAddr {
@@ -202,7 +253,10 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
         None => defaults::MAX_HEADER_BYTES,
         Some(Ok(n)) if (8192..=16 << 20).contains(&n) => n as usize,
         Some(Ok(_)) => {
-            cx.err("limits.max_header_bytes", "max_header_bytes must be between 8KiB and 16MiB");
+            cx.err(
+                "limits.max_header_bytes",
+                "max_header_bytes must be between 8KiB and 16MiB",
+            );
             defaults::MAX_HEADER_BYTES
         }
         Some(Err(m)) => {
@@ -216,13 +270,25 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
         defaults::HEADER_READ_TIMEOUT,
     );
     if header_read_timeout.is_zero() {
-        cx.err("limits.header_read_timeout", "header_read_timeout must be greater than 0");
+        cx.err(
+            "limits.header_read_timeout",
+            "header_read_timeout must be greater than 0",
+        );
     }
-    let max_concurrent_streams = l.max_concurrent_streams.unwrap_or(defaults::MAX_CONCURRENT_STREAMS);
+    let max_concurrent_streams = l
+        .max_concurrent_streams
+        .unwrap_or(defaults::MAX_CONCURRENT_STREAMS);
     if max_concurrent_streams == 0 {
-        cx.err("limits.max_concurrent_streams", "max_concurrent_streams must be at least 1");
+        cx.err(
+            "limits.max_concurrent_streams",
+            "max_concurrent_streams must be at least 1",
+        );
     }
-    model::Limits { max_header_bytes, header_read_timeout, max_concurrent_streams }
+    model::Limits {
+        max_header_bytes,
+        header_read_timeout,
+        max_concurrent_streams,
+    }
 }
 
 fn inbound(
@@ -245,12 +311,18 @@ fn inbound(
     }
     cx.unsupported("inbound.authorize", ib.authorize.is_some());
     if ib.max_concurrent_requests == Some(0) {
-        cx.err("inbound.max_concurrent_requests", "max_concurrent_requests must be at least 1");
+        cx.err(
+            "inbound.max_concurrent_requests",
+            "max_concurrent_requests must be at least 1",
+        );
     }
     let ready = ib.ready_requires.clone().unwrap_or_default();
     for (i, b) in ready.backends.iter().enumerate() {
         if !backend_ids.contains_key(b) {
-            cx.err(&format!("inbound.ready_requires.backends[{i}]"), format!("unknown backend `{b}`"));
+            cx.err(
+                &format!("inbound.ready_requires.backends[{i}]"),
+                format!("unknown backend `{b}`"),
+            );
         }
     }
     model::Inbound {
@@ -267,11 +339,23 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
         cx.err(&format!("{path}.name"), "backend name must not be empty");
     }
     let d = &b.discovery;
-    let kinds = [d.static_.is_some(), d.dns.is_some(), d.file.is_some(), d.etcd.is_some()];
+    let kinds = [
+        d.static_.is_some(),
+        d.dns.is_some(),
+        d.file.is_some(),
+        d.etcd.is_some(),
+    ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        cx.err(&format!("{path}.discovery"), "discovery needs exactly one of: static, dns, file, etcd");
+        cx.err(
+            &format!("{path}.discovery"),
+            "discovery needs exactly one of: static, dns, file, etcd",
+        );
     }
-    for (kind, present) in [("dns", d.dns.is_some()), ("file", d.file.is_some()), ("etcd", d.etcd.is_some())] {
+    for (kind, present) in [
+        ("dns", d.dns.is_some()),
+        ("file", d.file.is_some()),
+        ("etcd", d.etcd.is_some()),
+    ] {
         cx.unsupported(&format!("{path}.discovery.{kind}"), present);
     }
     for (key, present) in [
@@ -285,12 +369,18 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
     let mut endpoints = Vec::new();
     if let Some(list) = &d.static_ {
         if list.is_empty() {
-            cx.err(&format!("{path}.discovery.static"), "static discovery needs at least one address");
+            cx.err(
+                &format!("{path}.discovery.static"),
+                "static discovery needs at least one address",
+            );
         }
         for (i, a) in list.iter().enumerate() {
             let ep = cx.addr(&format!("{path}.discovery.static[{i}]"), a);
             if endpoints.contains(&ep) {
-                cx.err(&format!("{path}.discovery.static[{i}]"), format!("duplicate endpoint `{a}`"));
+                cx.err(
+                    &format!("{path}.discovery.static[{i}]"),
+                    format!("duplicate endpoint `{a}`"),
+                );
             }
             endpoints.push(ep);
         }
@@ -300,14 +390,20 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
         Some("http1") => Protocol::Http1,
         Some("http2") => Protocol::Http2,
         Some(p) => {
-            cx.err(&format!("{path}.protocol"), format!("invalid protocol `{p}`: expected http1, http2 or auto"));
+            cx.err(
+                &format!("{path}.protocol"),
+                format!("invalid protocol `{p}`: expected http1, http2 or auto"),
+            );
             Protocol::Auto
         }
     };
     let balance = match b.balance.as_deref() {
         None | Some("round-robin") => Balance::RoundRobin,
         Some(p @ ("p2c-ewma" | "least-request")) => {
-            cx.err(&format!("{path}.balance"), format!("not supported yet: balance {p}; use round-robin"));
+            cx.err(
+                &format!("{path}.balance"),
+                format!("not supported yet: balance {p}; use round-robin"),
+            );
             Balance::RoundRobin
         }
         Some(p) => {
@@ -319,11 +415,21 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
         }
     };
     let ct_path = format!("{path}.connect_timeout");
-    let connect_timeout = cx.duration(&ct_path, b.connect_timeout.as_ref(), defaults::CONNECT_TIMEOUT);
+    let connect_timeout = cx.duration(
+        &ct_path,
+        b.connect_timeout.as_ref(),
+        defaults::CONNECT_TIMEOUT,
+    );
     if connect_timeout.is_zero() {
         cx.err(&ct_path, "connect_timeout must be greater than 0");
     }
-    model::Backend { name: b.name.clone(), endpoints, protocol, balance, connect_timeout }
+    model::Backend {
+        name: b.name.clone(),
+        endpoints,
+        protocol,
+        balance,
+        connect_timeout,
+    }
 }
 
 fn route(
@@ -341,21 +447,26 @@ fn route(
     let host = match m.host.as_deref().map(str::to_ascii_lowercase) {
         None => HostMatch::Any,
         Some(h) if h == "*" => HostMatch::Any,
-        Some(h) => match h.strip_prefix("*.") {
-            Some(s) if valid_host(s) => HostMatch::Suffix(s.to_owned()),
-            None if valid_host(&h) => HostMatch::Exact(h),
-            _ => {
-                cx.err(
+        Some(h) => {
+            match h.strip_prefix("*.") {
+                Some(s) if valid_host(s) => HostMatch::Suffix(s.to_owned()),
+                None if valid_host(&h) => HostMatch::Exact(h),
+                _ => {
+                    cx.err(
                     &format!("{path}.match.host"),
                     format!("invalid host `{h}`: expected a host name, host:port, `*.suffix` or `*`"),
                 );
-                HostMatch::Any
+                    HostMatch::Any
+                }
             }
-        },
+        }
     };
     let pm = match (&m.path, &m.path_prefix) {
         (Some(_), Some(_)) => {
-            cx.err(&format!("{path}.match"), "use either `path` or `path_prefix`, not both");
+            cx.err(
+                &format!("{path}.match"),
+                "use either `path` or `path_prefix`, not both",
+            );
             PathMatch::Any
         }
         (Some(p), None) => PathMatch::Exact(p.clone()),
@@ -368,13 +479,19 @@ fn route(
             cx.err(&format!("{path}.match.{key}"), "paths must start with `/`");
         }
     }
-    let method = m.method.as_deref().and_then(|s| match Method::from_bytes(s.as_bytes()) {
-        Ok(mm) if s.bytes().all(|b| !b.is_ascii_lowercase()) => Some(mm),
-        _ => {
-            cx.err(&format!("{path}.match.method"), format!("invalid method `{s}`: use an upper-case HTTP method such as POST"));
-            None
-        }
-    });
+    let method = m
+        .method
+        .as_deref()
+        .and_then(|s| match Method::from_bytes(s.as_bytes()) {
+            Ok(mm) if s.bytes().all(|b| !b.is_ascii_lowercase()) => Some(mm),
+            _ => {
+                cx.err(
+                    &format!("{path}.match.method"),
+                    format!("invalid method `{s}`: use an upper-case HTTP method such as POST"),
+                );
+                None
+            }
+        });
     let mut headers = Vec::new();
     for (k, v) in &m.headers {
         if let Some(pair) = header_pair(cx, &format!("{path}.match.headers.{k}"), k, v) {
@@ -384,27 +501,51 @@ fn route(
     let mut to = Vec::new();
     let mut total: u64 = 0;
     if r.to.is_empty() {
-        cx.err(&format!("{path}.to"), "a route needs at least one backend in `to`");
+        cx.err(
+            &format!("{path}.to"),
+            "a route needs at least one backend in `to`",
+        );
     }
     for (i, w) in r.to.iter().enumerate() {
         match backend_ids.get(&w.backend) {
             Some(id) => to.push((*id, w.weight)),
-            None => cx.err(&format!("{path}.to[{i}].backend"), format!("unknown backend `{}`", w.backend)),
+            None => cx.err(
+                &format!("{path}.to[{i}].backend"),
+                format!("unknown backend `{}`", w.backend),
+            ),
         }
         total += u64::from(w.weight);
     }
     if !r.to.is_empty() && total == 0 {
-        cx.err(&format!("{path}.to"), "total weight of `to` must be greater than 0");
+        cx.err(
+            &format!("{path}.to"),
+            "total weight of `to` must be greater than 0",
+        );
     }
     let total_weight = u32::try_from(total).unwrap_or_else(|_| {
-        cx.err(&format!("{path}.to"), "total weight of `to` is too large (max 4294967295)");
+        cx.err(
+            &format!("{path}.to"),
+            "total weight of `to` is too large (max 4294967295)",
+        );
         1
     });
-    let timeout = cx.duration(&format!("{path}.timeout"), r.timeout.as_ref(), defaults::ROUTE_TIMEOUT);
+    let timeout = cx.duration(
+        &format!("{path}.timeout"),
+        r.timeout.as_ref(),
+        defaults::ROUTE_TIMEOUT,
+    );
     let idle_path = format!("{path}.idle_timeout");
     let idle_timeout = cx.duration(&idle_path, r.idle_timeout.as_ref(), defaults::IDLE_TIMEOUT);
-    let request_headers = edits(cx, &format!("{path}.request_headers"), r.request_headers.as_ref());
-    let response_headers = edits(cx, &format!("{path}.response_headers"), r.response_headers.as_ref());
+    let request_headers = edits(
+        cx,
+        &format!("{path}.request_headers"),
+        r.request_headers.as_ref(),
+    );
+    let response_headers = edits(
+        cx,
+        &format!("{path}.response_headers"),
+        r.response_headers.as_ref(),
+    );
     model::Route {
         name: r.name.clone(),
         host,
@@ -422,7 +563,9 @@ fn route(
 
 fn valid_host(h: &str) -> bool {
     !h.is_empty()
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']'))
+        && h.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
+        })
 }
 
 fn header_pair(cx: &mut Ctx, path: &str, k: &str, v: &str) -> Option<(HeaderName, HeaderValue)> {
@@ -448,7 +591,10 @@ fn edits(cx: &mut Ctx, path: &str, e: Option<&schema::HeaderEdits>) -> model::He
         let p = format!("{path}.set.{k}");
         if let Some((n, v)) = header_pair(cx, &p, k, v) {
             if is_hop_by_hop(&n) {
-                cx.err_key(&p, format!("`{k}` is a hop-by-hop header and cannot be set"));
+                cx.err_key(
+                    &p,
+                    format!("`{k}` is a hop-by-hop header and cannot be set"),
+                );
             }
             out.set.push((n, v));
         }
@@ -456,7 +602,10 @@ fn edits(cx: &mut Ctx, path: &str, e: Option<&schema::HeaderEdits>) -> model::He
     for (i, k) in e.remove.iter().enumerate() {
         match HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()) {
             Ok(n) => out.remove.push(n),
-            Err(_) => cx.err(&format!("{path}.remove[{i}]"), format!("invalid header name `{k}`")),
+            Err(_) => cx.err(
+                &format!("{path}.remove[{i}]"),
+                format!("invalid header name `{k}`"),
+            ),
         }
     }
     out

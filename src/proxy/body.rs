@@ -42,8 +42,18 @@ impl ProxyBody {
     }
 
     /// Wraps an upstream body; `idle` zero disables the idle timeout.
-    pub fn upstream(inner: Incoming, idle: Duration, permit: Option<OwnedSemaphorePermit>) -> ProxyBody {
-        ProxyBody::Upstream(Box::new(Streaming { inner, idle, sleep: None, progressed: false, _permit: permit }))
+    pub fn upstream(
+        inner: Incoming,
+        idle: Duration,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> ProxyBody {
+        ProxyBody::Upstream(Box::new(Streaming {
+            inner,
+            idle,
+            sleep: None,
+            progressed: false,
+            _permit: permit,
+        }))
     }
 }
 
@@ -51,9 +61,16 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             ProxyBody::Upstream(s) => s.poll(cx),
         }
     }

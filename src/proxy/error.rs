@@ -17,11 +17,22 @@ pub enum ProxyError {
     #[error("{what} is at its concurrency limit")]
     Overloaded { what: String },
     #[error("cannot connect to {endpoint} of backend {backend}: {source}")]
-    ConnectFailed { backend: String, endpoint: String, source: BoxError },
+    ConnectFailed {
+        backend: String,
+        endpoint: String,
+        source: BoxError,
+    },
     #[error("{endpoint} of backend {backend} closed or reset the connection before responding: {source}")]
-    UpstreamReset { backend: String, endpoint: String, source: BoxError },
+    UpstreamReset {
+        backend: String,
+        endpoint: String,
+        source: BoxError,
+    },
     #[error("no response headers from backend {backend} within {timeout:?}")]
-    Timeout { backend: String, timeout: std::time::Duration },
+    Timeout {
+        backend: String,
+        timeout: std::time::Duration,
+    },
 }
 
 impl ProxyError {
@@ -40,8 +51,12 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoints { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::NoEndpoints { .. } | ProxyError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -55,16 +70,31 @@ pub fn rescue(err: &ProxyError) -> Response<ProxyBody> {
     *rsp.status_mut() = err.status();
     let h = rsp.headers_mut();
     h.insert(X_OUTRIDER_ERROR, HeaderValue::from_static(reason));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     rsp
 }
 
 /// Classifies an upstream client error: failed before the request was written, or after.
-pub fn from_client_error(err: hyper_util::client::legacy::Error, backend: &str, endpoint: &str) -> ProxyError {
+pub fn from_client_error(
+    err: hyper_util::client::legacy::Error,
+    backend: &str,
+    endpoint: &str,
+) -> ProxyError {
     let (backend, endpoint) = (backend.to_owned(), endpoint.to_owned());
     if err.is_connect() {
-        ProxyError::ConnectFailed { backend, endpoint, source: err.into() }
+        ProxyError::ConnectFailed {
+            backend,
+            endpoint,
+            source: err.into(),
+        }
     } else {
-        ProxyError::UpstreamReset { backend, endpoint, source: err.into() }
+        ProxyError::UpstreamReset {
+            backend,
+            endpoint,
+            source: err.into(),
+        }
     }
 }

@@ -29,10 +29,16 @@ pub async fn forward(
     timeout: Duration,
 ) -> Result<Response<Incoming>, ProxyError> {
     if backend.endpoints.is_empty() {
-        return Err(ProxyError::NoEndpoints { backend: backend.backend.name.clone() });
+        return Err(ProxyError::NoEndpoints {
+            backend: backend.backend.name.clone(),
+        });
     }
     let ep = &backend.endpoints[backend.rr.pick(backend.endpoints.len())];
-    let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(ep.authority.clone());
@@ -58,10 +64,16 @@ pub async fn forward(
     } else {
         match tokio::time::timeout(timeout, call).await {
             Ok(r) => r,
-            Err(_) => return Err(ProxyError::Timeout { backend: backend.backend.name.clone(), timeout }),
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    backend: backend.backend.name.clone(),
+                    timeout,
+                })
+            }
         }
     };
-    let mut rsp = result.map_err(|e| from_client_error(e, &backend.backend.name, &ep.authority.to_string()))?;
+    let mut rsp = result
+        .map_err(|e| from_client_error(e, &backend.backend.name, ep.authority.as_str()))?;
     // The client connection has its own version; an HTTP/1.0 upstream must not downgrade it.
     *rsp.version_mut() = Version::HTTP_11;
     Ok(rsp)

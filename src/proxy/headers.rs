@@ -10,7 +10,8 @@ use crate::config::model::HeaderEdits;
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_OUTRIDER_ERROR: HeaderName = HeaderName::from_static("x-outrider-error");
-pub const X_OUTRIDER_PEER_IDENTITY: HeaderName = HeaderName::from_static("x-outrider-peer-identity");
+pub const X_OUTRIDER_PEER_IDENTITY: HeaderName =
+    HeaderName::from_static("x-outrider-peer-identity");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -44,9 +45,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(n);
         }
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
+    let te_trailers = headers.get(header::TE).is_some_and(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
     for name in [
         header::CONNECTION,
         KEEP_ALIVE,
@@ -73,7 +77,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
         })
 }
 
@@ -95,7 +102,11 @@ pub fn new_request_id() -> HeaderValue {
     let n = fastrand::u128(..);
     for (i, b) in buf.iter_mut().enumerate() {
         let nibble = ((n >> (124 - 4 * i)) & 0xf) as u8;
-        *b = if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 };
+        *b = if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        };
     }
     HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
 }

@@ -28,17 +28,28 @@ pub struct Inbound {
 
 impl Inbound {
     pub fn new(worker: Arc<Worker>, peer: SocketAddr, conn: ConnGuard) -> Inbound {
-        Inbound { worker, peer, conn: Arc::new(conn) }
+        Inbound {
+            worker,
+            peer,
+            conn: Arc::new(conn),
+        }
     }
 
-    pub async fn handle(self, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    pub async fn handle(
+        self,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let start = Instant::now();
         let request_id = headers::ensure_request_id(req.headers_mut());
         let mut rsp = match self.forward(req, start).await {
             Ok(rsp) => rsp,
             Err(err) => {
                 tracing::debug!(error = %err, "inbound request failed");
-                self.worker.shared.metrics.proxy_error(Direction::Inbound, err.reason()).inc();
+                self.worker
+                    .shared
+                    .metrics
+                    .proxy_error(Direction::Inbound, err.reason())
+                    .inc();
                 rescue(&err)
             }
         };
@@ -46,20 +57,34 @@ impl Inbound {
         Ok(rsp)
     }
 
-    async fn forward(&self, mut req: Request<Incoming>, start: Instant) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        start: Instant,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let shared = &self.worker.shared;
         let permit = match &shared.inbound_limit {
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
-                Err(_) => return Err(ProxyError::Overloaded { what: "inbound listener".into() }),
+                Err(_) => {
+                    return Err(ProxyError::Overloaded {
+                        what: "inbound listener".into(),
+                    })
+                }
             },
             None => None,
         };
         let snap = shared.snapshot.load_full();
         let (Some(app), Some(metrics)) = (&snap.app, &snap.app_metrics) else {
-            return Err(ProxyError::NoRoute { host: String::new(), path: req.uri().path().to_owned() });
+            return Err(ProxyError::NoRoute {
+                host: String::new(),
+                path: req.uri().path().to_owned(),
+            });
         };
-        let authority = req.uri().authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+        let authority = req
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
         let upgrade = take_upgrade(&mut req);
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h, upgrade.is_some());

@@ -27,17 +27,27 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new(worker: Arc<Worker>, conn: ConnGuard) -> Outbound {
-        Outbound { worker, conn: Arc::new(conn) }
+        Outbound {
+            worker,
+            conn: Arc::new(conn),
+        }
     }
 
-    pub async fn handle(self, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    pub async fn handle(
+        self,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let start = Instant::now();
         let request_id = headers::ensure_request_id(req.headers_mut());
         let mut rsp = match self.route(req, start).await {
             Ok(rsp) => rsp,
             Err(err) => {
                 tracing::debug!(error = %err, "outbound request failed");
-                self.worker.shared.metrics.proxy_error(Direction::Outbound, err.reason()).inc();
+                self.worker
+                    .shared
+                    .metrics
+                    .proxy_error(Direction::Outbound, err.reason())
+                    .inc();
                 rescue(&err)
             }
         };
@@ -45,26 +55,43 @@ impl Outbound {
         Ok(rsp)
     }
 
-    async fn route(&self, mut req: Request<Incoming>, start: Instant) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn route(
+        &self,
+        mut req: Request<Incoming>,
+        start: Instant,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let snap = self.worker.shared.snapshot.load_full();
         // Absolute-form (proxy style) and HTTP/2 requests carry the authority in the URI.
         let authority: Option<HeaderValue> = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => req.headers().get(header::HOST).cloned(),
         };
-        let host = authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or("");
+        let host = authority
+            .as_ref()
+            .and_then(|a| a.to_str().ok())
+            .unwrap_or("");
         let found = snap.table.find(
             &snap.routes,
-            &routing::Request { host, path: req.uri().path(), method: req.method(), headers: req.headers() },
+            &routing::Request {
+                host,
+                path: req.uri().path(),
+                method: req.method(),
+                headers: req.headers(),
+            },
         );
         let Some(idx) = found else {
-            return Err(ProxyError::NoRoute { host: host.to_owned(), path: req.uri().path().to_owned() });
+            return Err(ProxyError::NoRoute {
+                host: host.to_owned(),
+                path: req.uri().path().to_owned(),
+            });
         };
         let rs = &snap.routes[idx];
         let route = &rs.route;
         let b = balance::weighted(&route.to, route.total_weight);
         let backend = &snap.backends[b];
-        let metrics = rs.metrics[b].as_ref().expect("metrics exist for every backend of a route");
+        let metrics = rs.metrics[b]
+            .as_ref()
+            .expect("metrics exist for every backend of a route");
 
         let upgrade = take_upgrade(&mut req);
         headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
