@@ -186,7 +186,7 @@ fn backends_json(state: &AdminState) -> serde_json::Value {
             json!({
                 "name": b.backend.name,
                 "balance": "round-robin",
-                "protocol": format!("{:?}", b.backend.protocol).to_lowercase(),
+                "protocol": b.backend.protocol.to_string(),
                 "endpoints": endpoints,
             })
         })

@@ -216,11 +216,20 @@ fn explain(
         let why = match routing::check(r, &req) {
             Verdict::Matched => {
                 matched = Some(i);
-                println!("  route #{i} `{}`: MATCH", r.name);
+                let method = r.method.as_ref().map_or("any method".to_owned(), |m| format!("method {m}"));
+                let hdrs: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                println!(
+                    "  route #{i} `{}`: MATCH ({}, {}, {method}{}{})",
+                    r.name,
+                    r.host,
+                    r.path,
+                    if hdrs.is_empty() { "" } else { ", headers " },
+                    hdrs.join(" ")
+                );
                 break;
             }
-            Verdict::Host => format!("host does not match {:?}", r.host),
-            Verdict::Path => format!("path does not match {:?}", r.path),
+            Verdict::Host => format!("{} does not match", r.host),
+            Verdict::Path => format!("{} does not match", r.path),
             Verdict::Method => format!(
                 "method is not {}",
                 r.method.as_ref().map_or("", |m| m.as_str())
@@ -248,7 +257,7 @@ fn explain(
         let be = &cfg.backends[*b];
         let eps: Vec<String> = be.endpoints.iter().map(ToString::to_string).collect();
         println!(
-            "  -> backend `{}` weight {w}/{} ({:.1}%), protocol {:?}, endpoints [{}]",
+            "  -> backend `{}` weight {w}/{} ({:.1}%), protocol {}, endpoints [{}]",
             be.name,
             r.total_weight,
             f64::from(*w) * 100.0 / f64::from(r.total_weight),

@@ -3,6 +3,7 @@
 //! Owns: plain runtime types (socket addresses, durations, compiled matchers, header names).
 //! Built only by `validate`; immutable once built and shared behind `Arc`.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -112,4 +113,34 @@ pub enum Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balance {
     RoundRobin,
+}
+
+impl fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostMatch::Any => f.write_str("any host"),
+            HostMatch::Exact(h) => write!(f, "host `{h}`"),
+            HostMatch::Suffix(s) => write!(f, "host `*.{s}`"),
+        }
+    }
+}
+
+impl fmt::Display for PathMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathMatch::Any => f.write_str("any path"),
+            PathMatch::Prefix(p) => write!(f, "path prefix `{p}`"),
+            PathMatch::Exact(p) => write!(f, "path `{p}`"),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Http1 => "http1",
+            Protocol::Http2 => "http2",
+            Protocol::Auto => "auto",
+        })
+    }
 }
