@@ -22,12 +22,13 @@ use tokio::sync::watch;
 use tracing::{debug, Instrument};
 
 use crate::proxy::{Lifecycle, Shared};
+use crate::reload::{Outcome, Reloader, Trigger};
 
 /// What the admin endpoints act on.
 pub struct AdminState {
     pub shared: Arc<Shared>,
     pub lifecycle_tx: Arc<watch::Sender<Lifecycle>>,
-    pub history: Vec<serde_json::Value>,
+    pub reloader: Arc<Reloader>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,7 @@ async fn handle(kind: Kind, state: &AdminState, req: Request<Incoming>) -> Respo
             rsp
         }
         (Kind::Admin, "/config") if get => json_rsp(StatusCode::OK, &config_json(state)),
-        (Kind::Admin, "/config/history") if get => json_rsp(StatusCode::OK, &json!(state.history)),
+        (Kind::Admin, "/config/history") if get => json_rsp(StatusCode::OK, &json!(state.reloader.history())),
         (Kind::Admin, "/backends") if get => json_rsp(StatusCode::OK, &backends_json(state)),
         (Kind::Admin, "/drain") if method == Method::POST => {
             let started = state.lifecycle_tx.send_if_modified(|l| {
@@ -101,10 +102,16 @@ async fn handle(kind: Kind, state: &AdminState, req: Request<Incoming>) -> Respo
                 &json!({"draining": true, "started_now": started}),
             )
         }
-        (Kind::Admin, "/reload") if method == Method::POST => json_rsp(
-            StatusCode::NOT_IMPLEMENTED,
-            &json!({"result": "failure", "error": "not supported yet: reload (restart to apply a new config)"}),
-        ),
+        (Kind::Admin, "/reload") if method == Method::POST => {
+            let reloader = state.reloader.clone();
+            match tokio::task::spawn_blocking(move || reloader.reload(Trigger::Api)).await {
+                Ok(a) => {
+                    let status = if a.result == Outcome::Failure { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+                    json_rsp(status, &json!(a))
+                }
+                Err(e) => json_rsp(StatusCode::INTERNAL_SERVER_ERROR, &json!({"result": "failure", "error": e.to_string()})),
+            }
+        }
         (
             Kind::Admin,
             "/live" | "/ready" | "/metrics" | "/config" | "/config/history" | "/backends",

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use std::thread;
 
 use arc_swap::ArcSwap;
-use serde_json::json;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
 use crate::admin::{self, AdminState};
 use crate::config::model::Limits;
+use crate::config::watch::DirWatch;
 use crate::config::Loaded;
 use crate::proxy::{self, ConnTracker, Lifecycle, Shared, Worker};
+use crate::reload::{Attempt, Reloader, Trigger};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::{Direction, Metrics};
 
@@ -61,6 +62,7 @@ pub struct AppHandle {
     pub metrics: SocketAddr,
     lifecycle_tx: Arc<watch::Sender<Lifecycle>>,
     done: watch::Receiver<bool>,
+    reloader: Arc<Reloader>,
 }
 
 type ListenerSet = Vec<(std::net::TcpListener, Direction)>;
@@ -92,31 +94,20 @@ impl App {
         let metrics_addr = metrics_l.local_addr().expect("bound socket has an address");
 
         let metrics = Metrics::new();
-        let snapshot = Snapshot::build(loaded.clone(), 1, &metrics, workers);
-        let history = vec![json!({
-            "time": humantime::format_rfc3339_millis(loaded.loaded_at).to_string(),
-            "generation": 1,
-            "sha256": loaded.sha256,
-            "result": "success",
-            "error": null,
-            "changes": {
-                "routes_added": snapshot.routes.iter().map(|r| r.route.name.clone()).collect::<Vec<_>>(),
-                "backends_added": snapshot.backends.iter().map(|b| b.backend.name.clone()).collect::<Vec<_>>(),
-            },
-        })];
+        let path = loaded.path.clone();
+        let snapshot = Snapshot::build(loaded, 1, &metrics, workers, None);
         let (lifecycle_tx, lifecycle_rx) = watch::channel(Lifecycle::Running);
         let lifecycle_tx = Arc::new(lifecycle_tx);
-        let inbound_limit = config
-            .inbound
-            .as_ref()
-            .and_then(|ib| ib.max_concurrent_requests)
-            .map(|n| Arc::new(Semaphore::new(n as usize)));
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            metrics,
-            lifecycle: lifecycle_rx,
-            inbound_limit,
-        });
+        let shared = Arc::new(Shared { snapshot: ArcSwap::from_pointee(snapshot), metrics, lifecycle: lifecycle_rx });
+        let reloader = Arc::new(Reloader::new(shared.clone(), path, workers));
+        // Watch before serving so no edit made after `start` returns can be missed.
+        let watch = match reloader.path() {
+            Some(p) => Some(DirWatch::new(p).map_err(|e| Error::Start {
+                what: "config file watcher",
+                source: std::io::Error::other(e.to_string()),
+            })?),
+            None => None,
+        };
 
         let mut joins = Vec::new();
         for (id, listeners) in per_worker.into_iter().enumerate() {
@@ -126,10 +117,9 @@ impl App {
                 conns: Arc::new(ConnTracker::default()),
             });
             let limits = config.limits.clone();
-            let drain_timeout = config.drain_timeout;
             let j = thread::Builder::new()
                 .name(format!("outrider-w{id}"))
-                .spawn(move || run_worker(worker, listeners, limits, drain_timeout))
+                .spawn(move || run_worker(worker, listeners, limits))
                 .map_err(|source| Error::Start {
                     what: "worker thread",
                     source,
@@ -141,8 +131,9 @@ impl App {
         let admin_state = Arc::new(AdminState {
             shared: shared.clone(),
             lifecycle_tx: lifecycle_tx.clone(),
-            history,
+            reloader: reloader.clone(),
         });
+        let watch_reloader = reloader.clone();
         let lifecycle_for_admin = lifecycle_tx.clone();
         thread::Builder::new()
             .name("outrider-admin".into())
@@ -173,6 +164,14 @@ impl App {
                             ),
                         ),
                     );
+                    if let Some(mut watch) = watch {
+                        tokio::spawn(async move {
+                            while watch.changed().await.is_some() {
+                                let r = watch_reloader.clone();
+                                let _ = tokio::task::spawn_blocking(move || r.reload(Trigger::Watch)).await;
+                            }
+                        });
+                    }
                     // Workers finish their drain on their own threads; then admin stops too.
                     let _ = tokio::task::spawn_blocking(move || {
                         for j in joins {
@@ -202,16 +201,12 @@ impl App {
             metrics: metrics_addr,
             lifecycle_tx,
             done,
+            reloader,
         })
     }
 }
 
-fn run_worker(
-    worker: Arc<Worker>,
-    listeners: ListenerSet,
-    limits: Limits,
-    drain_timeout: std::time::Duration,
-) {
+fn run_worker(worker: Arc<Worker>, listeners: ListenerSet, limits: Limits) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -227,6 +222,7 @@ fn run_worker(
             }
             let mut lifecycle = worker.shared.lifecycle.clone();
             let _ = crate::proxy::reached(&mut lifecycle, Lifecycle::Draining).await;
+            let drain_timeout = worker.shared.snapshot.load().loaded.config.drain_timeout;
             tokio::select! {
                 _ = worker.conns.wait_idle() => {}
                 _ = tokio::time::sleep(drain_timeout) => {
@@ -282,6 +278,11 @@ impl AppHandle {
             }
             running
         });
+    }
+
+    /// Re-reads the config file and applies it (what SIGHUP does).
+    pub fn reload(&self) -> Attempt {
+        self.reloader.reload(Trigger::Signal)
     }
 
     /// Stops at once, dropping open connections.

@@ -147,12 +147,19 @@ fn run(path: Option<&Path>, workers: Option<usize>) -> ExitCode {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
         let mut done = handle.done();
         let mut signals = 0;
         loop {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading the config");
+                    // This runtime only waits for signals: blocking it for a reload is fine.
+                    let _ = handle.reload();
+                    continue;
+                }
                 _ = done.wait_for(|d| *d) => break,
             }
             signals += 1;

@@ -11,6 +11,7 @@ pub mod model;
 pub mod schema;
 pub mod units;
 pub mod validate;
+pub mod watch;
 
 use std::fmt;
 use std::path::Path;
@@ -78,8 +79,10 @@ impl std::error::Error for Errors {}
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Arc<Config>,
-    /// Path given by the user, or `<embedded>`.
+    /// Path given by the user, or `<embedded>` (what error messages name).
     pub source: String,
+    /// The file, when loaded from one (what reloads re-read).
+    pub path: Option<std::path::PathBuf>,
     /// sha256 of the file as read (before `${VAR}` expansion), lower-case hex.
     pub sha256: String,
     pub loaded_at: SystemTime,
@@ -97,7 +100,9 @@ pub fn load_file(path: &Path) -> Result<Loaded, Errors> {
             format!("cannot read config file: {e}"),
         )
     })?;
-    load_str_with_env(&text, &source, &|k| std::env::var(k).ok())
+    let mut loaded = load_str_with_env(&text, &source, &|k| std::env::var(k).ok())?;
+    loaded.path = Some(path.to_path_buf());
+    Ok(loaded)
 }
 
 /// Validates config text; `${VAR}` comes from the process environment.
@@ -111,7 +116,7 @@ pub fn load_str_with_env(
     source: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, Errors> {
-    let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
+    let sha256 = sha256_hex(text);
     let expanded = expand::expand(text, env).map_err(|errs| Errors {
         source: source.to_owned(),
         list: errs
@@ -178,10 +183,16 @@ pub fn load_str_with_env(
     Ok(Loaded {
         config: Arc::new(validated.config),
         source: source.to_owned(),
+        path: None,
         sha256,
         loaded_at: SystemTime::now(),
         effective,
     })
+}
+
+/// Lower-case hex sha256 of the config text as read (before `${VAR}` expansion).
+pub fn sha256_hex(text: &str) -> String {
+    format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
 /// The one place that calls the YAML library (serde_yaml is archived; a fork is a one-line swap).

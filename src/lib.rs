@@ -12,6 +12,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod snapshot;
 pub mod telemetry;

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tracing::{debug, Instrument};
 
 use crate::config::model::Limits;
@@ -50,7 +50,6 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub lifecycle: watch::Receiver<Lifecycle>,
-    pub inbound_limit: Option<Arc<Semaphore>>,
 }
 
 /// One worker thread's view: the shared inputs plus its index (selects its connection pools).

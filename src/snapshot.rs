@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use http::uri::Authority;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -34,6 +36,9 @@ pub struct Snapshot {
     /// The local app (inbound target), when an inbound listener is configured.
     pub app: Option<Arc<BackendState>>,
     pub app_metrics: Option<RouteBackendMetrics>,
+    /// `inbound.max_concurrent_requests`, shared across workers; kept across reloads while
+    /// the limit is unchanged.
+    pub inbound_limit: Option<Arc<Semaphore>>,
 }
 
 pub struct RouteState {
@@ -64,12 +69,23 @@ pub struct EndpointState {
 }
 
 impl Snapshot {
-    pub fn build(loaded: Loaded, generation: u64, metrics: &Metrics, workers: usize) -> Snapshot {
+    /// Builds the view of `loaded`. With `prev`, backends whose definition is unchanged keep
+    /// their state (connection pools, balancer position) by sharing the same `BackendState`.
+    pub fn build(
+        loaded: Loaded,
+        generation: u64,
+        metrics: &Metrics,
+        workers: usize,
+        prev: Option<&Snapshot>,
+    ) -> Snapshot {
         let config = loaded.config.clone();
+        let reuse = |b: &Backend| -> Option<Arc<BackendState>> {
+            prev?.backends.iter().find(|s| s.backend == *b).cloned()
+        };
         let backends: Vec<Arc<BackendState>> = config
             .backends
             .iter()
-            .map(|b| Arc::new(BackendState::new(b.clone(), workers)))
+            .map(|b| reuse(b).unwrap_or_else(|| Arc::new(BackendState::new(b.clone(), workers))))
             .collect();
         let routes = config
             .outbound
@@ -91,8 +107,10 @@ impl Snapshot {
             })
             .collect();
         let table = Table::new(config.outbound.as_ref().map_or(&[][..], |o| &o.routes));
-        let app = config.inbound.as_ref().map(|ib| {
-            Arc::new(BackendState::new(
+        let prev_app = prev.and_then(|p| p.app.clone());
+        let app = config.inbound.as_ref().map(|ib| match prev_app {
+            Some(a) if a.backend.endpoints == [ib.app] => a,
+            _ => Arc::new(BackendState::new(
                 Backend {
                     name: APP_BACKEND.to_owned(),
                     endpoints: vec![ib.app],
@@ -101,7 +119,7 @@ impl Snapshot {
                     connect_timeout: crate::config::validate::defaults::CONNECT_TIMEOUT,
                 },
                 workers,
-            ))
+            )),
         });
         let app_metrics = app
             .as_ref()
@@ -118,6 +136,24 @@ impl Snapshot {
                     .set(0);
             }
         }
+        for gone in prev.iter().flat_map(|p| p.backends.iter()) {
+            if !config.backends.iter().any(|b| b.name == gone.backend.name) {
+                for state in ["healthy", "unhealthy", "ejected"] {
+                    let _ = metrics
+                        .backend_endpoints
+                        .remove_label_values(&[&gone.backend.name, state]);
+                }
+            }
+        }
+        let limit = config.inbound.as_ref().and_then(|ib| ib.max_concurrent_requests);
+        let prev_limit = prev.and_then(|p| {
+            let n = p.loaded.config.inbound.as_ref()?.max_concurrent_requests?;
+            Some((n, p.inbound_limit.clone()?))
+        });
+        let inbound_limit = limit.map(|n| match prev_limit {
+            Some((old, sem)) if old == n => sem,
+            _ => Arc::new(Semaphore::new(n as usize)),
+        });
         metrics.config_generation.set(generation as i64);
         Snapshot {
             loaded,
@@ -127,6 +163,7 @@ impl Snapshot {
             backends,
             app,
             app_metrics,
+            inbound_limit,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub service: String,
     pub admin: SocketAddr,
@@ -21,14 +21,14 @@ pub struct Config {
     pub backends: Vec<Backend>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub max_concurrent_streams: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {
     pub listen: SocketAddr,
     pub app: SocketAddr,
@@ -37,13 +37,13 @@ pub struct Inbound {
     pub ready_requires_backends: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {
     pub listen: SocketAddr,
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub name: String,
     pub host: HostMatch,
@@ -81,7 +81,7 @@ pub enum PathMatch {
     Exact(String),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeaderEdits {
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,

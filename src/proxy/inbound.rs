@@ -63,7 +63,8 @@ impl Inbound {
         start: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let shared = &self.worker.shared;
-        let permit = match &shared.inbound_limit {
+        let snap = shared.snapshot.load_full();
+        let permit = match &snap.inbound_limit {
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
@@ -74,7 +75,6 @@ impl Inbound {
             },
             None => None,
         };
-        let snap = shared.snapshot.load_full();
         let (Some(app), Some(metrics)) = (&snap.app, &snap.app_metrics) else {
             return Err(ProxyError::NoRoute {
                 host: String::new(),

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -40,6 +40,8 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub backend_endpoints: IntGaugeVec,
     pub config_generation: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_last_success: Gauge,
 }
 
 impl Metrics {
@@ -98,6 +100,16 @@ impl Metrics {
             "Generation of the config in force (1 at start).",
         )
         .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("outrider_config_reloads_total", "Config reload attempts after start, by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        let config_last_success = Gauge::new(
+            "outrider_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start or reload).",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("outrider_build_info", "Build information; always 1."),
             &["version", "commit"],
@@ -116,6 +128,8 @@ impl Metrics {
             Box::new(connections_open.clone()),
             Box::new(backend_endpoints.clone()),
             Box::new(config_generation.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_last_success.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -129,6 +143,8 @@ impl Metrics {
             connections_open,
             backend_endpoints,
             config_generation,
+            config_reloads,
+            config_last_success,
         }
     }
 
