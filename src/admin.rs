@@ -84,7 +84,9 @@ async fn handle(kind: Kind, state: &AdminState, req: Request<Incoming>) -> Respo
             rsp
         }
         (Kind::Admin, "/config") if get => json_rsp(StatusCode::OK, &config_json(state)),
-        (Kind::Admin, "/config/history") if get => json_rsp(StatusCode::OK, &json!(state.reloader.history())),
+        (Kind::Admin, "/config/history") if get => {
+            json_rsp(StatusCode::OK, &json!(state.reloader.history()))
+        }
         (Kind::Admin, "/backends") if get => json_rsp(StatusCode::OK, &backends_json(state)),
         (Kind::Admin, "/drain") if method == Method::POST => {
             let started = state.lifecycle_tx.send_if_modified(|l| {
@@ -106,10 +108,17 @@ async fn handle(kind: Kind, state: &AdminState, req: Request<Incoming>) -> Respo
             let reloader = state.reloader.clone();
             match tokio::task::spawn_blocking(move || reloader.reload(Trigger::Api)).await {
                 Ok(a) => {
-                    let status = if a.result == Outcome::Failure { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+                    let status = if a.result == Outcome::Failure {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    } else {
+                        StatusCode::OK
+                    };
                     json_rsp(status, &json!(a))
                 }
-                Err(e) => json_rsp(StatusCode::INTERNAL_SERVER_ERROR, &json!({"result": "failure", "error": e.to_string()})),
+                Err(e) => json_rsp(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"result": "failure", "error": e.to_string()}),
+                ),
             }
         }
         (
@@ -164,7 +173,7 @@ fn config_json(state: &AdminState) -> serde_json::Value {
         "sha256": l.sha256,
         "loaded_at": humantime::format_rfc3339_millis(l.loaded_at).to_string(),
         "path": l.source,
-        "config": l.effective,
+        "config": l.effective.to_json(),
     })
 }
 

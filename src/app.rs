@@ -98,7 +98,11 @@ impl App {
         let snapshot = Snapshot::build(loaded, 1, &metrics, workers, None);
         let (lifecycle_tx, lifecycle_rx) = watch::channel(Lifecycle::Running);
         let lifecycle_tx = Arc::new(lifecycle_tx);
-        let shared = Arc::new(Shared { snapshot: ArcSwap::from_pointee(snapshot), metrics, lifecycle: lifecycle_rx });
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            lifecycle: lifecycle_rx,
+        });
         let reloader = Arc::new(Reloader::new(shared.clone(), path, workers));
         // Watch before serving so no edit made after `start` returns can be missed.
         let watch = match reloader.path() {
@@ -168,7 +172,9 @@ impl App {
                         tokio::spawn(async move {
                             while watch.changed().await.is_some() {
                                 let r = watch_reloader.clone();
-                                let _ = tokio::task::spawn_blocking(move || r.reload(Trigger::Watch)).await;
+                                let _ =
+                                    tokio::task::spawn_blocking(move || r.reload(Trigger::Watch))
+                                        .await;
                             }
                         });
                     }

@@ -223,8 +223,15 @@ fn explain(
         let why = match routing::check(r, &req) {
             Verdict::Matched => {
                 matched = Some(i);
-                let method = r.method.as_ref().map_or("any method".to_owned(), |m| format!("method {m}"));
-                let hdrs: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let method = r
+                    .method
+                    .as_ref()
+                    .map_or("any method".to_owned(), |m| format!("method {m}"));
+                let hdrs: Vec<String> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
                 println!(
                     "  route #{i} `{}`: MATCH ({}, {}, {method}{}{})",
                     r.name,

@@ -87,7 +87,7 @@ pub struct Loaded {
     pub sha256: String,
     pub loaded_at: SystemTime,
     /// The effective config (after expansion and defaults of typed fields) for `GET /config`.
-    pub effective: serde_json::Value,
+    pub effective: Arc<Effective>,
 }
 
 /// Reads and validates a config file; `${VAR}` comes from the process environment.
@@ -129,11 +129,31 @@ pub fn load_str_with_env(
             })
             .collect(),
     })?;
-    let value = parse_yaml(&expanded).map_err(|(pos, m)| Errors::one(source, pos, m))?;
-    let index = Index::build(&expanded);
+    // Fast path for a valid file: one typed pass. Any parse error falls back to the slow
+    // path, which parses each route and backend on its own to report every problem.
+    let validated =
+        match serde_yaml::from_str::<schema::File<schema::Route, schema::Backend>>(&expanded) {
+            Ok(file) => validate::validate(&file).map_err(|p| located(source, &expanded, p))?,
+            Err(_) => slow_path(source, &expanded)?,
+        };
+    Ok(Loaded {
+        config: Arc::new(validated.config),
+        source: source.to_owned(),
+        path: None,
+        sha256,
+        loaded_at: SystemTime::now(),
+        effective: Arc::new(Effective {
+            file: validated.file,
+        }),
+    })
+}
+
+fn slow_path(source: &str, expanded: &str) -> Result<validate::Validated, Errors> {
+    let value = parse_yaml(expanded).map_err(|(pos, m)| Errors::one(source, pos, m))?;
     let file: schema::File = match serde_path_to_error::deserialize(value) {
         Ok(f) => f,
         Err(e) => {
+            let index = Index::build(expanded);
             let path = e.path().to_string();
             let msg = e.into_inner().to_string();
             let pos = if msg.starts_with("unknown field") {
@@ -157,37 +177,42 @@ pub fn load_str_with_env(
             });
         }
     };
-    let validated = validate::validate(&file, &index).map_err(|problems| Errors {
-        source: source.to_owned(),
-        list: problems
-            .into_iter()
-            .map(|p| Error {
-                line: p.pos.line,
-                col: p.pos.col,
+    validate::validate(&file).map_err(|p| located(source, expanded, p))
+}
+
+/// Positions are only needed when there are problems: index the text once, sort by position.
+fn located(source: &str, expanded: &str, problems: Vec<validate::Problem>) -> Errors {
+    let index = Index::build(expanded);
+    let mut list: Vec<Error> = problems
+        .into_iter()
+        .map(|p| {
+            let pos = p.pos(&index);
+            Error {
+                line: pos.line,
+                col: pos.col,
                 path: p.path,
                 message: p.message,
-            })
-            .collect(),
-    })?;
-    let mut effective = serde_json::to_value(&file).expect("schema types serialize to JSON");
-    if let Some(ob) = effective
-        .get_mut("outbound")
-        .and_then(|o| o.as_object_mut())
-    {
-        ob.insert(
-            "routes".into(),
-            serde_json::to_value(&validated.routes).expect("routes serialize"),
-        );
-    }
-    effective["backends"] = serde_json::to_value(&validated.backends).expect("backends serialize");
-    Ok(Loaded {
-        config: Arc::new(validated.config),
+            }
+        })
+        .collect();
+    list.sort_by_key(|e| (e.line, e.col));
+    Errors {
         source: source.to_owned(),
-        path: None,
-        sha256,
-        loaded_at: SystemTime::now(),
-        effective,
-    })
+        list,
+    }
+}
+
+/// The effective config as parsed, rendered to JSON on demand for `GET /config`.
+#[derive(Debug)]
+pub struct Effective {
+    file: schema::File<schema::Route, schema::Backend>,
+}
+
+impl Effective {
+    /// The file after `${VAR}` expansion, with typed routes and backends (defaults filled in).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.file).expect("schema types serialize to JSON")
+    }
 }
 
 /// Lower-case hex sha256 of the config text as read (before `${VAR}` expansion).

@@ -84,8 +84,16 @@ impl Reloader {
         for result in ["success", "failure"] {
             shared.metrics.config_reloads.with_label_values(&[result]);
         }
-        shared.metrics.config_last_success.set(unix_seconds(snap.loaded.loaded_at));
-        Reloader { shared, path, workers, history: Mutex::new(VecDeque::from([first])) }
+        shared
+            .metrics
+            .config_last_success
+            .set(unix_seconds(snap.loaded.loaded_at));
+        Reloader {
+            shared,
+            path,
+            workers,
+            history: Mutex::new(VecDeque::from([first])),
+        }
     }
 
     pub fn path(&self) -> Option<&std::path::Path> {
@@ -93,7 +101,12 @@ impl Reloader {
     }
 
     pub fn history(&self) -> Vec<Attempt> {
-        self.history.lock().expect("history lock is never poisoned").iter().cloned().collect()
+        self.history
+            .lock()
+            .expect("history lock is never poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Re-reads the file and applies it. `Watch` triggers skip files whose hash is unchanged
@@ -144,23 +157,47 @@ impl Reloader {
             }
         };
         if let Err(why) = restart_only_changes(&current.loaded.config, &loaded.config) {
-            attempt.error = Some(format!("{why}: restart outrider to apply it; the running config is unchanged"));
+            attempt.error = Some(format!(
+                "{why}: restart outrider to apply it; the running config is unchanged"
+            ));
             return self.record(&mut history, attempt, started);
         }
         attempt.changes = diff(Some(&current.loaded.config), &loaded.config);
         let generation = current.generation + 1;
-        let next = Snapshot::build(loaded, generation, &self.shared.metrics, self.workers, Some(&current));
+        let next = Snapshot::build(
+            loaded,
+            generation,
+            &self.shared.metrics,
+            self.workers,
+            Some(&current),
+        );
         self.shared.snapshot.store(Arc::new(next));
         attempt.generation = generation;
         attempt.result = Outcome::Success;
-        self.shared.metrics.config_last_success.set(unix_seconds(SystemTime::now()));
+        self.shared
+            .metrics
+            .config_last_success
+            .set(unix_seconds(SystemTime::now()));
         self.record(&mut history, attempt, started)
     }
 
-    fn record(&self, history: &mut VecDeque<Attempt>, mut a: Attempt, started: std::time::Instant) -> Attempt {
+    fn record(
+        &self,
+        history: &mut VecDeque<Attempt>,
+        mut a: Attempt,
+        started: std::time::Instant,
+    ) -> Attempt {
         a.duration_ms = started.elapsed().as_secs_f64() * 1e3;
-        let label = if a.result == Outcome::Failure { "failure" } else { "success" };
-        self.shared.metrics.config_reloads.with_label_values(&[label]).inc();
+        let label = if a.result == Outcome::Failure {
+            "failure"
+        } else {
+            "success"
+        };
+        self.shared
+            .metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
         match a.result {
             Outcome::Failure => warn!(
                 trigger = ?a.trigger, generation = a.generation, error = a.error.as_deref().unwrap_or(""),
@@ -185,14 +222,23 @@ fn restart_only_changes(old: &Config, new: &Config) -> Result<(), String> {
     let mut what = Vec::new();
     let mut cmp = |name: &str, a: Option<std::net::SocketAddr>, b: Option<std::net::SocketAddr>| {
         if a != b {
-            let show = |x: Option<std::net::SocketAddr>| x.map_or("none".to_owned(), |a| a.to_string());
+            let show =
+                |x: Option<std::net::SocketAddr>| x.map_or("none".to_owned(), |a| a.to_string());
             what.push(format!("{name} {} -> {}", show(a), show(b)));
         }
     };
     cmp("admin.listen", Some(old.admin), Some(new.admin));
     cmp("metrics.listen", Some(old.metrics), Some(new.metrics));
-    cmp("inbound.listen", old.inbound.as_ref().map(|i| i.listen), new.inbound.as_ref().map(|i| i.listen));
-    cmp("outbound.listen", old.outbound.as_ref().map(|o| o.listen), new.outbound.as_ref().map(|o| o.listen));
+    cmp(
+        "inbound.listen",
+        old.inbound.as_ref().map(|i| i.listen),
+        new.inbound.as_ref().map(|i| i.listen),
+    );
+    cmp(
+        "outbound.listen",
+        old.outbound.as_ref().map(|o| o.listen),
+        new.outbound.as_ref().map(|o| o.listen),
+    );
     if old.limits != new.limits {
         what.push("limits".to_owned());
     }
@@ -205,7 +251,13 @@ fn restart_only_changes(old: &Config, new: &Config) -> Result<(), String> {
 
 fn diff(old: Option<&Config>, new: &Config) -> Changes {
     let mut c = Changes::default();
-    let routes = |cfg: &Config| cfg.outbound.iter().flat_map(|o| o.routes.iter()).cloned().collect::<Vec<_>>();
+    let routes = |cfg: &Config| {
+        cfg.outbound
+            .iter()
+            .flat_map(|o| o.routes.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let new_routes = routes(new);
     let old_routes = old.map(routes).unwrap_or_default();
     for r in &new_routes {
@@ -248,9 +300,16 @@ fn diff(old: Option<&Config>, new: &Config) -> Changes {
     c
 }
 
-fn same_route(a: &config::model::Route, ac: Option<&Config>, b: &config::model::Route, bc: &Config) -> bool {
+fn same_route(
+    a: &config::model::Route,
+    ac: Option<&Config>,
+    b: &config::model::Route,
+    bc: &Config,
+) -> bool {
     let names = |r: &config::model::Route, c: &Config| -> Vec<(String, u32)> {
-        r.to.iter().map(|(i, w)| (c.backends[*i].name.clone(), *w)).collect()
+        r.to.iter()
+            .map(|(i, w)| (c.backends[*i].name.clone(), *w))
+            .collect()
     };
     let Some(ac) = ac else { return false };
     let mut a2 = a.clone();
@@ -263,7 +322,8 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ pub struct Snapshot {
 
 pub struct RouteState {
     pub route: Route,
-    /// Indexed like `Config::backends`; `None` where the route does not send to that backend.
-    pub metrics: Vec<Option<RouteBackendMetrics>>,
+    /// One entry per element of `route.to`, in the same order.
+    pub metrics: Vec<RouteBackendMetrics>,
 }
 
 impl AsRef<Route> for RouteState {
@@ -92,15 +92,15 @@ impl Snapshot {
             .iter()
             .flat_map(|o| o.routes.iter())
             .map(|r| RouteState {
-                metrics: (0..backends.len())
-                    .map(|i| {
-                        r.to.iter().any(|(b, _)| *b == i).then(|| {
-                            metrics.route_backend(
-                                Direction::Outbound,
-                                &r.name,
-                                &config.backends[i].name,
-                            )
-                        })
+                metrics: r
+                    .to
+                    .iter()
+                    .map(|(b, _)| {
+                        metrics.route_backend(
+                            Direction::Outbound,
+                            &r.name,
+                            &config.backends[*b].name,
+                        )
                     })
                     .collect(),
                 route: r.clone(),
@@ -145,7 +145,10 @@ impl Snapshot {
                 }
             }
         }
-        let limit = config.inbound.as_ref().and_then(|ib| ib.max_concurrent_requests);
+        let limit = config
+            .inbound
+            .as_ref()
+            .and_then(|ib| ib.max_concurrent_requests);
         let prev_limit = prev.and_then(|p| {
             let n = p.loaded.config.inbound.as_ref()?.max_concurrent_requests?;
             Some((n, p.inbound_limit.clone()?))

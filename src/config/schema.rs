@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 /// A section accepted by the parser but refused by validation until its feature lands.
 pub type Unsupported = Option<serde_yaml::Value>;
 
+/// The whole file. Routes and backends are generic: typed (`File<Route, Backend>`) for the
+/// fast one-pass parse of a valid file, or raw YAML values (the default) so that each element
+/// can be parsed on its own and every bad element reported.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct File {
+pub struct File<R = serde_yaml::Value, B = serde_yaml::Value> {
     pub version: u32,
     #[serde(default)]
     pub service: Option<String>,
@@ -32,10 +35,10 @@ pub struct File {
     pub tls: Unsupported,
     #[serde(default)]
     pub inbound: Option<Inbound>,
-    #[serde(default)]
-    pub outbound: Option<Outbound>,
-    #[serde(default)]
-    pub backends: Vec<serde_yaml::Value>,
+    #[serde(default = "none")]
+    pub outbound: Option<Outbound<R>>,
+    #[serde(default = "Vec::new")]
+    pub backends: Vec<B>,
     #[serde(default)]
     pub tracing: Unsupported,
     #[serde(default)]
@@ -91,11 +94,14 @@ pub struct ReadyRequires {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Outbound {
+pub struct Outbound<R = serde_yaml::Value> {
     pub listen: String,
-    /// Parsed one by one so that every bad route is reported, not only the first.
-    #[serde(default)]
-    pub routes: Vec<serde_yaml::Value>,
+    #[serde(default = "Vec::new")]
+    pub routes: Vec<R>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

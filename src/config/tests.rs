@@ -52,7 +52,10 @@ fn valid_config_becomes_runtime_model() {
     assert_eq!(r.headers[0].0.as_str(), "x-v");
     assert_eq!(c.backends[0].endpoints[1].to_string(), "127.0.0.1:2");
     assert_eq!(c.backends[0].protocol, model::Protocol::Http2);
-    assert_eq!(l.effective["outbound"]["routes"][0]["to"][1]["weight"], 1);
+    assert_eq!(
+        l.effective.to_json()["outbound"]["routes"][0]["to"][1]["weight"],
+        1
+    );
     assert_eq!(l.sha256.len(), 64);
 }
 

@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, Method};
 use serde::de::DeserializeOwned;
 
 use super::locate::{Index, Pos};
+
 use super::model::{self, Balance, HostMatch, PathMatch, Protocol};
 use super::schema;
 use super::units;
@@ -31,39 +32,49 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 }
 
+/// A problem found by validation, located by YAML path. Positions are resolved only when
+/// there are problems (indexing a large file costs as much as parsing it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    pub pos: Pos,
+    /// Point at the key (unknown field, unsupported section) rather than at the value.
+    pub at_key: bool,
     pub path: String,
     pub message: String,
+}
+
+impl Problem {
+    pub fn pos(&self, index: &Index) -> Pos {
+        if self.at_key {
+            index.key(&self.path)
+        } else {
+            index.value(&self.path)
+        }
+    }
 }
 
 /// Typed routes and backends as parsed (for `/config`), alongside the runtime model.
 pub struct Validated {
     pub config: model::Config,
-    pub routes: Vec<schema::Route>,
-    pub backends: Vec<schema::Backend>,
+    /// The file with typed routes and backends (defaults filled in), for `GET /config`.
+    pub file: schema::File<schema::Route, schema::Backend>,
 }
 
-struct Ctx<'a> {
-    index: &'a Index,
+pub struct Ctx {
     problems: Vec<Problem>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn err(&mut self, path: &str, message: impl Into<String>) {
-        let pos = self.index.value(path);
         self.problems.push(Problem {
-            pos,
+            at_key: false,
             path: path.to_owned(),
             message: message.into(),
         });
     }
 
     fn err_key(&mut self, path: &str, message: impl Into<String>) {
-        let pos = self.index.key(path);
         self.problems.push(Problem {
-            pos,
+            at_key: true,
             path: path.to_owned(),
             message: message.into(),
         });
@@ -77,7 +88,7 @@ impl Ctx<'_> {
 
     /// Deserializes one element on its own so that one bad element does not hide the others.
     fn typed<T: DeserializeOwned>(&mut self, path: &str, value: &serde_yaml::Value) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
                 let inner = e.path().to_string();
@@ -130,9 +141,35 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     ))
 }
 
-pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Problem>> {
+/// A route or backend element: already typed (fast path) or a raw value parsed here.
+pub trait Element<T> {
+    fn typed(&self, cx: &mut Ctx, path: &str) -> Option<T>;
+}
+
+impl<T: DeserializeOwned> Element<T> for serde_yaml::Value {
+    fn typed(&self, cx: &mut Ctx, path: &str) -> Option<T> {
+        cx.typed(path, self)
+    }
+}
+
+impl Element<schema::Route> for schema::Route {
+    fn typed(&self, _: &mut Ctx, _: &str) -> Option<schema::Route> {
+        Some(self.clone())
+    }
+}
+
+impl Element<schema::Backend> for schema::Backend {
+    fn typed(&self, _: &mut Ctx, _: &str) -> Option<schema::Backend> {
+        Some(self.clone())
+    }
+}
+
+pub fn validate<R, B>(file: &schema::File<R, B>) -> Result<Validated, Vec<Problem>>
+where
+    R: Element<schema::Route>,
+    B: Element<schema::Backend>,
+{
     let mut cx = Ctx {
-        index,
         problems: Vec::new(),
     };
     if file.version != 1 {
@@ -177,7 +214,7 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
     let mut backend_ids: HashMap<String, usize> = HashMap::new();
     for (i, raw) in file.backends.iter().enumerate() {
         let path = format!("backends[{i}]");
-        let Some(b) = cx.typed::<schema::Backend>(&path, raw) else {
+        let Some(b) = raw.typed(&mut cx, &path) else {
             continue;
         };
         if backend_ids.insert(b.name.clone(), backends.len()).is_some() {
@@ -202,7 +239,7 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
         let mut names = HashSet::new();
         for (i, raw) in ob.routes.iter().enumerate() {
             let path = format!("outbound.routes[{i}]");
-            let Some(r) = cx.typed::<schema::Route>(&path, raw) else {
+            let Some(r) = raw.typed(&mut cx, &path) else {
                 continue;
             };
             if !names.insert(r.name.clone()) {
@@ -223,7 +260,6 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
     check_listener_clash(&mut cx, admin, metrics, inbound.as_ref(), outbound.as_ref());
 
     if !cx.problems.is_empty() {
-        cx.problems.sort_by_key(|p| (p.pos.line, p.pos.col));
         return Err(cx.problems);
     }
     let config = model::Config {
@@ -236,10 +272,30 @@ pub fn validate(file: &schema::File, index: &Index) -> Result<Validated, Vec<Pro
         outbound,
         backends,
     };
+    let typed = schema::File {
+        version: file.version,
+        service: file.service.clone(),
+        identity: file.identity.clone(),
+        admin: file.admin.clone(),
+        metrics: file.metrics.clone(),
+        drain_timeout: file.drain_timeout.clone(),
+        limits: file.limits.clone(),
+        tls: file.tls.clone(),
+        inbound: file.inbound.clone(),
+        outbound: file.outbound.as_ref().map(|o| schema::Outbound {
+            listen: o.listen.clone(),
+            routes: typed_routes,
+        }),
+        backends: typed_backends,
+        tracing: file.tracing.clone(),
+        access_log: file.access_log.clone(),
+        registration: file.registration.clone(),
+        gateway: file.gateway.clone(),
+        mcp: file.mcp.clone(),
+    };
     Ok(Validated {
         config,
-        routes: typed_routes,
-        backends: typed_backends,
+        file: typed,
     })
 }
 

@@ -31,7 +31,10 @@ impl DirWatch {
             }
         })?;
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-        Ok(DirWatch { _watcher: watcher, rx })
+        Ok(DirWatch {
+            _watcher: watcher,
+            rx,
+        })
     }
 
     /// Waits for a change, then for `DEBOUNCE` of quiet. `None` when the watcher is gone.

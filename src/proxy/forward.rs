@@ -72,8 +72,8 @@ pub async fn forward(
             }
         }
     };
-    let mut rsp = result
-        .map_err(|e| from_client_error(e, &backend.backend.name, ep.authority.as_str()))?;
+    let mut rsp =
+        result.map_err(|e| from_client_error(e, &backend.backend.name, ep.authority.as_str()))?;
     // The client connection has its own version; an HTTP/1.0 upstream must not downgrade it.
     *rsp.version_mut() = Version::HTTP_11;
     Ok(rsp)

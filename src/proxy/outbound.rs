@@ -87,11 +87,9 @@ impl Outbound {
         };
         let rs = &snap.routes[idx];
         let route = &rs.route;
-        let b = balance::weighted(&route.to, route.total_weight);
-        let backend = &snap.backends[b];
-        let metrics = rs.metrics[b]
-            .as_ref()
-            .expect("metrics exist for every backend of a route");
+        let pick = balance::weighted(&route.to, route.total_weight);
+        let backend = &snap.backends[route.to[pick].0];
+        let metrics = &rs.metrics[pick];
 
         let upgrade = take_upgrade(&mut req);
         headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());

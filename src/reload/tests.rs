@@ -20,7 +20,10 @@ backends:
 fn diff_names_what_changed() {
     let old = cfg(BASE);
     let new = cfg(&BASE
-        .replace("{ name: b, match: { host: b }", "{ name: c, match: { host: c }")
+        .replace(
+            "{ name: b, match: { host: b }",
+            "{ name: c, match: { host: c }",
+        )
         .replace("127.0.0.1:1", "127.0.0.1:3")
         .replace("to: [{ backend: x }]", "to: [{ backend: x }], timeout: 1s"));
     let c = diff(Some(&old), &new);
@@ -48,10 +51,17 @@ fn listener_and_limit_changes_need_a_restart() {
     let old = cfg(BASE);
     let moved = cfg(&BASE.replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:7"));
     let err = restart_only_changes(&old, &moved).unwrap_err();
-    assert!(err.contains("outbound.listen 127.0.0.1:0 -> 127.0.0.1:7"), "{err}");
+    assert!(
+        err.contains("outbound.listen 127.0.0.1:0 -> 127.0.0.1:7"),
+        "{err}"
+    );
     let limited = cfg(&format!("{BASE}limits: {{ max_header_bytes: 16KiB }}\n"));
-    assert!(restart_only_changes(&old, &limited).unwrap_err().contains("limits"));
+    assert!(restart_only_changes(&old, &limited)
+        .unwrap_err()
+        .contains("limits"));
     let dropped = cfg("version: 1\n");
-    assert!(restart_only_changes(&old, &dropped).unwrap_err().contains("outbound.listen 127.0.0.1:0 -> none"));
+    assert!(restart_only_changes(&old, &dropped)
+        .unwrap_err()
+        .contains("outbound.listen 127.0.0.1:0 -> none"));
     assert!(restart_only_changes(&old, &cfg(&BASE.replace("127.0.0.1:2", "127.0.0.1:5"))).is_ok());
 }

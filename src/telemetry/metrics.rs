@@ -101,7 +101,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let config_reloads = IntCounterVec::new(
-            Opts::new("outrider_config_reloads_total", "Config reload attempts after start, by result."),
+            Opts::new(
+                "outrider_config_reloads_total",
+                "Config reload attempts after start, by result.",
+            ),
             &["result"],
         )
         .expect("valid metric");
