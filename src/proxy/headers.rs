@@ -12,6 +12,7 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_OUTRIDER_ERROR: HeaderName = HeaderName::from_static("x-outrider-error");
 pub const X_OUTRIDER_PEER_IDENTITY: HeaderName =
     HeaderName::from_static("x-outrider-peer-identity");
+pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -120,6 +121,16 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(X_FORWARDED_FOR, v);
+    }
+}
+
+/// SSE responses tell downstream buffering proxies (nginx and friends) not to buffer them.
+pub fn mark_event_stream(headers: &mut HeaderMap) {
+    let sse = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if sse {
+        headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     }
 }
 

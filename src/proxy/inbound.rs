@@ -108,6 +108,7 @@ impl Inbound {
         metrics.duration.observe(start.elapsed().as_secs_f64());
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
+        headers::mark_event_stream(rsp.headers_mut());
         Ok(rsp.map(|b| ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, permit)))
     }
 }

@@ -111,6 +111,7 @@ impl Outbound {
         metrics.duration.observe(start.elapsed().as_secs_f64());
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
+        headers::mark_event_stream(rsp.headers_mut());
         headers::apply_edits(rsp.headers_mut(), &route.response_headers);
         Ok(rsp.map(|b| ProxyBody::upstream(b, route.idle_timeout, None)))
     }

@@ -1,0 +1,20 @@
+//! outrider integration tests: one test binary (`cargo test --test integration`).
+//!
+//! Every test boots the real proxy in-process on 127.0.0.1:0 next to fake upstreams from
+//! [`support`], and asserts through real HTTP and `/metrics` scrapes. No fixed ports, no
+//! sleeps to wait for state, every network call bounded.
+
+mod support;
+
+mod admin;
+mod config_errors;
+mod drain;
+mod failures;
+mod headers;
+mod hostile;
+mod inbound;
+mod protocols;
+mod proxying;
+mod reload;
+mod streaming;
+mod support_selftest;
