@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod cli;
 mod config_errors;
 mod drain;
 mod failures;
