@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod proxy;
 pub mod reload;
+pub mod resilience;
 pub mod routing;
 pub mod snapshot;
 pub mod telemetry;
