@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use outrider::config;
 use outrider::routing::{Request, Table};
-use outrider::snapshot::Snapshot;
+use outrider::snapshot::{Deps, Snapshot};
 use outrider::telemetry::metrics::Metrics;
 
 fn config_text(routes: usize, backends: usize) -> String {
@@ -65,14 +65,18 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let metrics = Metrics::new();
+    let deps = Deps {
+        metrics: Metrics::new(),
+        workers: 1,
+        tls: None,
+    };
     let dir = std::env::temp_dir().join(format!("outrider-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("big.yaml");
     std::fs::write(&path, config_text(10_000, 1_000)).unwrap();
     let rss_start = rss_kib();
     let first = config::load_file(&path).expect("bench config is valid");
-    let current = ArcSwap::from_pointee(Snapshot::build(first, 1, &metrics, 1, None));
+    let current = ArcSwap::from_pointee(Snapshot::build(first, 1, &deps, None));
     let rss_loaded = rss_kib();
 
     let mut times = Vec::new();
@@ -82,7 +86,7 @@ fn main() {
         let t = Instant::now();
         let loaded = config::load_file(&path).expect("valid");
         let prev = current.load_full();
-        let next = Snapshot::build(loaded, generation, &metrics, 1, Some(&prev));
+        let next = Snapshot::build(loaded, generation, &deps, Some(&prev));
         current.store(Arc::new(next));
         times.push(t.elapsed());
         drop(prev);

@@ -20,11 +20,14 @@ use crate::config::watch::DirWatch;
 use crate::config::Loaded;
 use crate::proxy::{self, ConnTracker, Lifecycle, Shared, Worker};
 use crate::reload::{Attempt, Reloader, Trigger};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Deps, Snapshot};
 use crate::telemetry::metrics::{Direction, Metrics};
+use crate::tls::TlsStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::Error),
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Bind {
         listener: &'static str,
@@ -94,16 +97,48 @@ impl App {
         let metrics_addr = metrics_l.local_addr().expect("bound socket has an address");
 
         let metrics = Metrics::new();
+        let tls = match (&config.tls, &config.identity) {
+            (Some(files), Some(identity)) => {
+                Some(Arc::new(TlsStore::new(files.clone(), identity)?))
+            }
+            _ => None,
+        };
+        let mut tls_watches = Vec::new();
+        if let Some(store) = &tls {
+            let m = store.current();
+            metrics
+                .tls_cert_expiry
+                .with_label_values(&[&m.identity])
+                .set(unix_seconds(m.expires_at()));
+            let f = &store.files;
+            let mut dirs: Vec<&std::path::Path> = Vec::new();
+            for p in [&f.ca, &f.cert, &f.key] {
+                let d = p.parent().unwrap_or(std::path::Path::new("."));
+                if !dirs.contains(&d) {
+                    dirs.push(d);
+                    tls_watches.push(DirWatch::new(p).map_err(|e| Error::Start {
+                        what: "certificate file watcher",
+                        source: std::io::Error::other(e.to_string()),
+                    })?);
+                }
+            }
+        }
+        let deps = Deps {
+            metrics: metrics.clone(),
+            workers,
+            tls: tls.clone(),
+        };
         let path = loaded.path.clone();
-        let snapshot = Snapshot::build(loaded, 1, &metrics, workers, None);
+        let snapshot = Snapshot::build(loaded, 1, &deps, None);
         let (lifecycle_tx, lifecycle_rx) = watch::channel(Lifecycle::Running);
         let lifecycle_tx = Arc::new(lifecycle_tx);
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             lifecycle: lifecycle_rx,
+            tls: tls.clone(),
         });
-        let reloader = Arc::new(Reloader::new(shared.clone(), path, workers));
+        let reloader = Arc::new(Reloader::new(shared.clone(), path, deps));
         // Watch before serving so no edit made after `start` returns can be missed.
         let watch = match reloader.path() {
             Some(p) => Some(DirWatch::new(p).map_err(|e| Error::Start {
@@ -160,7 +195,7 @@ impl App {
                         ),
                     );
                     let t2 = tokio::spawn(
-                        admin::serve(m, admin::Kind::Metrics, admin_state).instrument(
+                        admin::serve(m, admin::Kind::Metrics, admin_state.clone()).instrument(
                             tracing::info_span!(
                                 "listener",
                                 name = "metrics",
@@ -177,6 +212,11 @@ impl App {
                                         .await;
                             }
                         });
+                    }
+                    for watch in tls_watches {
+                        let store = tls.clone().expect("watches exist only with a TLS store");
+                        let metrics = admin_state.shared.metrics.clone();
+                        tokio::spawn(watch_certificates(watch, store, metrics));
                     }
                     // Workers finish their drain on their own threads; then admin stops too.
                     let _ = tokio::task::spawn_blocking(move || {
@@ -210,6 +250,33 @@ impl App {
             reloader,
         })
     }
+}
+
+/// Applies certificate rotations: new connections use the new material; open ones keep theirs.
+async fn watch_certificates(mut watch: DirWatch, store: Arc<TlsStore>, metrics: Metrics) {
+    while watch.changed().await.is_some() {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.reload()).await {
+            Ok(Ok(true)) => {
+                let m = store.current();
+                metrics
+                    .tls_cert_expiry
+                    .with_label_values(&[&m.identity])
+                    .set(unix_seconds(m.expires_at()));
+                info!(serial = %m.info.serial, identity = %m.identity, "certificate rotated");
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                warn!(%error, "certificate files changed but cannot be used; keeping the current ones")
+            }
+            Err(error) => warn!(%error, "certificate reload task failed"),
+        }
+    }
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn run_worker(worker: Arc<Worker>, listeners: ListenerSet, limits: Limits) {

@@ -46,6 +46,16 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Development PKI: a CA plus a key/cert per NAME with URI SAN spiffe://TD/sa/NAME.
+    /// Development only: use cert-manager or SPIRE in production (docs/tls.md).
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        trust_domain: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Explain which route and backend a request would take, and why.
     Route {
         #[arg(short, long)]
@@ -83,6 +93,31 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Certs {
+            out,
+            trust_domain,
+            names,
+        } => {
+            if let Err(m) =
+                crate::tls::identity::check_spiffe_id(&format!("spiffe://{trust_domain}/sa/x"))
+            {
+                eprintln!("invalid --trust-domain: {m}");
+                return ExitCode::from(1);
+            }
+            match crate::certs::write_dev_pki(&out, &trust_domain, &names) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    println!("development PKI only: use cert-manager or SPIRE in production (docs/tls.md)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("outrider certs: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Route {
             config,
             host,
@@ -126,7 +161,9 @@ fn run(path: Option<&Path>, workers: Option<usize>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    warn!("no `tls` section: mesh traffic is PLAINTEXT and unauthenticated; do not use this in production");
+    if loaded.config.tls.is_none() {
+        warn!("no `tls` section: mesh traffic is PLAINTEXT and unauthenticated; do not use this in production");
+    }
     let mut opts = AppOptions::default();
     if let Some(w) = workers {
         opts.workers = w.max(1);
@@ -136,7 +173,13 @@ fn run(path: Option<&Path>, workers: Option<usize>) -> ExitCode {
         Err(e) => {
             error!(error = %e, "cannot start");
             eprintln!("outrider: {e}");
-            return ExitCode::from(2);
+            // Files that became invalid after validation are a config problem (1), not a bind one.
+            let code = if matches!(e, crate::app::Error::Tls(_)) {
+                1
+            } else {
+                2
+            };
+            return ExitCode::from(code);
         }
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod proxy;
@@ -17,6 +18,7 @@ pub mod resilience;
 pub mod routing;
 pub mod snapshot;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::{App, AppHandle, AppOptions};
 

@@ -6,6 +6,7 @@
 //! `outbound` and `inbound`, the only places where a direction's request path is put together.
 
 pub mod body;
+pub mod connect;
 pub mod error;
 pub mod forward;
 pub mod headers;
@@ -25,9 +26,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, Instrument};
 
-use crate::config::model::Limits;
+use crate::config::model::{Limits, Mode};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::{Direction, Metrics};
+use crate::tls;
 
 /// Lifecycle of the process, published on a watch channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +52,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub lifecycle: watch::Receiver<Lifecycle>,
+    /// The sidecar's TLS material (inbound mTLS server side), when configured.
+    pub tls: Option<Arc<crate::tls::TlsStore>>,
 }
 
 /// One worker thread's view: the shared inputs plus its index (selects its connection pools).
@@ -183,14 +187,87 @@ async fn serve_conn(
         Ok(Ok(n)) if n > 0 => {}
         _ => return,
     }
+    let mode = match dir {
+        Direction::Outbound => Mode::Plaintext,
+        Direction::Inbound => {
+            let snap = worker.shared.snapshot.load();
+            snap.loaded
+                .config
+                .inbound
+                .as_ref()
+                .map_or(Mode::Plaintext, |i| i.mode)
+        }
+    };
+    // A TLS record starts with 0x16 (handshake); HTTP/1 starts with a method, h2c with "PRI".
+    let hello = probe[0] == 0x16;
+    let errors = &worker.shared.metrics.tls_handshake_errors;
+    match (mode, hello, &worker.shared.tls) {
+        (Mode::Plaintext, ..) | (Mode::Permissive, false, _) => {
+            let svc = service(dir, &worker, peer, None, guard);
+            serve_http(stream, svc, &builder, &worker).await
+        }
+        (Mode::Strict | Mode::Permissive, true, Some(store)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(store.current().server.clone());
+            let tls = match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    let reason = tls::verify::handshake_reason(&error);
+                    errors.with_label_values(&["inbound", reason]).inc();
+                    debug!(%error, reason, "inbound TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    errors.with_label_values(&["inbound", "timeout"]).inc();
+                    return;
+                }
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| tls::identity::cert_info(c).ok())
+                .and_then(|i| i.spiffe_id)
+                .map(Arc::<str>::from);
+            let svc = service(dir, &worker, peer, identity, guard);
+            serve_http(tls, svc, &builder, &worker).await
+        }
+        (Mode::Strict, false, _) => {
+            errors.with_label_values(&["inbound", "not-tls"]).inc();
+            debug!("plaintext connection to a strict mTLS listener refused");
+        }
+        (_, true, None) => {
+            // Validation forbids strict/permissive without `tls`; nothing to answer with.
+            errors.with_label_values(&["inbound", "other"]).inc();
+        }
+    }
+}
+
+fn service(
+    dir: Direction,
+    worker: &Arc<Worker>,
+    peer: SocketAddr,
+    identity: Option<Arc<str>>,
+    guard: ConnGuard,
+) -> Service {
+    match dir {
+        Direction::Outbound => Service::Outbound(outbound::Outbound::new(worker.clone(), guard)),
+        Direction::Inbound => {
+            Service::Inbound(inbound::Inbound::new(worker.clone(), peer, identity, guard))
+        }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (auto-detected) on `io` until it closes or the drain ends it.
+async fn serve_http<I>(io: I, svc: Service, builder: &auto::Builder<TokioExecutor>, worker: &Worker)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut draining = worker.shared.lifecycle.clone();
     let mut stopped = worker.shared.lifecycle.clone();
-    let svc = match dir {
-        Direction::Outbound => Service::Outbound(outbound::Outbound::new(worker.clone(), guard)),
-        Direction::Inbound => Service::Inbound(inbound::Inbound::new(worker.clone(), peer, guard)),
-    };
     let conn =
-        builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

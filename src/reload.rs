@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config};
 use crate::proxy::Shared;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Deps, Snapshot};
 
 pub const HISTORY_LEN: usize = 100;
 
@@ -64,12 +64,12 @@ pub struct Attempt {
 pub struct Reloader {
     shared: Arc<Shared>,
     path: Option<PathBuf>,
-    workers: usize,
+    deps: Deps,
     history: Mutex<VecDeque<Attempt>>,
 }
 
 impl Reloader {
-    pub fn new(shared: Arc<Shared>, path: Option<PathBuf>, workers: usize) -> Reloader {
+    pub fn new(shared: Arc<Shared>, path: Option<PathBuf>, deps: Deps) -> Reloader {
         let snap = shared.snapshot.load_full();
         let first = Attempt {
             time: rfc3339(snap.loaded.loaded_at),
@@ -91,7 +91,7 @@ impl Reloader {
         Reloader {
             shared,
             path,
-            workers,
+            deps,
             history: Mutex::new(VecDeque::from([first])),
         }
     }
@@ -164,13 +164,7 @@ impl Reloader {
         }
         attempt.changes = diff(Some(&current.loaded.config), &loaded.config);
         let generation = current.generation + 1;
-        let next = Snapshot::build(
-            loaded,
-            generation,
-            &self.shared.metrics,
-            self.workers,
-            Some(&current),
-        );
+        let next = Snapshot::build(loaded, generation, &self.deps, Some(&current));
         self.shared.snapshot.store(Arc::new(next));
         attempt.generation = generation;
         attempt.result = Outcome::Success;
@@ -241,6 +235,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Result<(), String> {
     );
     if old.limits != new.limits {
         what.push("limits".to_owned());
+    }
+    if old.tls != new.tls || old.identity != new.identity {
+        // The files themselves rotate live; pointing at other files or another identity does not.
+        what.push("tls/identity".to_owned());
     }
     if what.is_empty() {
         Ok(())

@@ -12,17 +12,18 @@ use tokio::sync::Semaphore;
 
 use http::uri::Authority;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::balance::RoundRobin;
 use crate::config::model::{Backend, Protocol, Route};
 use crate::config::Loaded;
+use crate::proxy::connect::{Connector, UpstreamTls};
 use crate::routing::Table;
 use crate::telemetry::metrics::{Direction, Metrics, RouteBackendMetrics};
+use crate::tls::{Alpn, TlsStore};
 
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<Connector, Incoming>;
 
 /// Name of the synthetic backend that stands for the local app on the inbound side.
 pub const APP_BACKEND: &str = "app";
@@ -74,10 +75,10 @@ impl Snapshot {
     pub fn build(
         loaded: Loaded,
         generation: u64,
-        metrics: &Metrics,
-        workers: usize,
+        deps: &Deps,
         prev: Option<&Snapshot>,
     ) -> Snapshot {
+        let metrics = &deps.metrics;
         let config = loaded.config.clone();
         let reuse = |b: &Backend| -> Option<Arc<BackendState>> {
             prev?.backends.iter().find(|s| s.backend == *b).cloned()
@@ -85,7 +86,7 @@ impl Snapshot {
         let backends: Vec<Arc<BackendState>> = config
             .backends
             .iter()
-            .map(|b| reuse(b).unwrap_or_else(|| Arc::new(BackendState::new(b.clone(), workers))))
+            .map(|b| reuse(b).unwrap_or_else(|| Arc::new(BackendState::new(b.clone(), deps))))
             .collect();
         let routes = config
             .outbound
@@ -114,11 +115,12 @@ impl Snapshot {
                 Backend {
                     name: APP_BACKEND.to_owned(),
                     endpoints: vec![ib.app],
+                    tls: None,
                     protocol: Protocol::Http1,
                     balance: crate::config::model::Balance::RoundRobin,
                     connect_timeout: crate::config::validate::defaults::CONNECT_TIMEOUT,
                 },
-                workers,
+                deps,
             )),
         });
         let app_metrics = app
@@ -172,7 +174,7 @@ impl Snapshot {
 }
 
 impl BackendState {
-    pub fn new(backend: Backend, workers: usize) -> BackendState {
+    pub fn new(backend: Backend, deps: &Deps) -> BackendState {
         let endpoints = backend
             .endpoints
             .iter()
@@ -185,7 +187,9 @@ impl BackendState {
                 active: AtomicUsize::new(0),
             })
             .collect();
-        let clients = (0..workers.max(1)).map(|_| client(&backend)).collect();
+        let clients = (0..deps.workers.max(1))
+            .map(|_| client(&backend, deps))
+            .collect();
         BackendState {
             backend,
             endpoints,
@@ -195,11 +199,25 @@ impl BackendState {
     }
 }
 
-fn client(b: &Backend) -> UpstreamClient {
-    let mut conn = HttpConnector::new();
-    conn.set_nodelay(true);
-    conn.set_connect_timeout(Some(b.connect_timeout));
-    conn.enforce_http(true);
+fn client(b: &Backend, deps: &Deps) -> UpstreamClient {
+    let tls = match (&b.tls, &deps.tls) {
+        (Some(expected), Some(store)) => Some(UpstreamTls {
+            store: store.clone(),
+            expected: Arc::from(expected.as_str()),
+            alpn: match b.protocol {
+                Protocol::Http1 => Alpn::Http1,
+                Protocol::Http2 => Alpn::H2,
+                Protocol::Auto => Alpn::Auto,
+            },
+            errors: deps.metrics.tls_handshake_errors.clone(),
+        }),
+        // Validation guarantees a store whenever a backend asks for TLS.
+        _ => None,
+    };
+    let conn = Connector {
+        connect_timeout: b.connect_timeout,
+        tls,
+    };
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -211,4 +229,13 @@ fn client(b: &Backend) -> UpstreamClient {
         builder.http2_only(true);
     }
     builder.build(conn)
+}
+
+/// What building a snapshot needs besides the config.
+#[derive(Clone)]
+pub struct Deps {
+    pub metrics: Metrics,
+    pub workers: usize,
+    /// The sidecar's TLS material, when `tls` is configured.
+    pub tls: Option<Arc<TlsStore>>,
 }

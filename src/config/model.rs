@@ -9,9 +9,15 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 
+pub use crate::tls::identity::PeerGlob;
+pub use crate::tls::TlsFiles;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub service: String,
+    /// This sidecar's SPIFFE ID (required with `tls`).
+    pub identity: Option<String>,
+    pub tls: Option<TlsFiles>,
     pub admin: SocketAddr,
     pub metrics: SocketAddr,
     pub drain_timeout: Duration,
@@ -32,9 +38,39 @@ pub struct Limits {
 pub struct Inbound {
     pub listen: SocketAddr,
     pub app: SocketAddr,
+    pub mode: Mode,
+    /// `None`: any authenticated peer. `Some`: default deny, allowed when a rule matches.
+    pub authorize: Option<Vec<AuthzRule>>,
     pub max_concurrent_requests: Option<u32>,
     pub ready_requires_app: bool,
     pub ready_requires_backends: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// mTLS only.
+    Strict,
+    /// mTLS or plaintext, detected per connection (migrations).
+    Permissive,
+    Plaintext,
+}
+
+/// Peer conditions today; MCP method/tool conditions join here (same rule, more fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthzRule {
+    pub name: String,
+    /// `None`: any caller.
+    pub peers: Option<Vec<PeerGlob>>,
+}
+
+impl AuthzRule {
+    pub fn allows(&self, peer: Option<&str>) -> bool {
+        match (&self.peers, peer) {
+            (None, _) => true,
+            (Some(globs), Some(id)) => globs.iter().any(|g| g.matches(id)),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +133,8 @@ impl HeaderEdits {
 pub struct Backend {
     pub name: String,
     pub endpoints: Vec<SocketAddr>,
+    /// mTLS to the endpoints, expecting this SPIFFE ID; `None` = plaintext.
+    pub tls: Option<String>,
     pub protocol: Protocol,
     pub balance: Balance,
     pub connect_timeout: Duration,

@@ -32,7 +32,7 @@ pub struct File<R = serde_yaml::Value, B = serde_yaml::Value> {
     #[serde(default)]
     pub limits: Option<Limits>,
     #[serde(default)]
-    pub tls: Unsupported,
+    pub tls: Option<Tls>,
     #[serde(default)]
     pub inbound: Option<Inbound>,
     #[serde(default = "none")]
@@ -59,6 +59,14 @@ pub struct Listen {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default)]
     pub max_header_bytes: Option<String>,
@@ -80,7 +88,19 @@ pub struct Inbound {
     #[serde(default)]
     pub ready_requires: Option<ReadyRequires>,
     #[serde(default)]
-    pub authorize: Unsupported,
+    pub authorize: Option<Vec<AuthzRule>>,
+}
+
+/// One inbound authorization rule; a request is allowed when any rule matches.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzRule {
+    pub name: String,
+    /// Globs over the caller's SPIFFE ID; absent = any caller, authenticated or not.
+    #[serde(default)]
+    pub peers: Option<Vec<String>>,
+    #[serde(default)]
+    pub mcp: Unsupported,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -167,7 +187,7 @@ pub struct Backend {
     pub name: String,
     pub discovery: Discovery,
     #[serde(default)]
-    pub tls: Unsupported,
+    pub tls: Option<BackendTls>,
     #[serde(default)]
     pub protocol: Option<String>,
     #[serde(default)]
@@ -180,6 +200,13 @@ pub struct Backend {
     pub health_check: Unsupported,
     #[serde(default)]
     pub circuit_breaker: Unsupported,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTls {
+    /// The SPIFFE ID the upstream must present.
+    pub identity: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -126,7 +126,6 @@ fn unknown_keys_are_errors_with_the_key_position() {
 #[test]
 fn unbuilt_sections_are_refused_not_ignored() {
     for (section, text) in [
-        ("tls", "tls: { ca: a, cert: b, key: c }"),
         ("tracing", "tracing: { sample_ratio: 1.0 }"),
         ("access_log", "access_log: { format: json }"),
         ("gateway", "gateway: { listen: 0.0.0.0:1 }"),
@@ -155,7 +154,7 @@ fn unbuilt_sections_are_refused_not_ignored() {
     let errs =
         errors("version: 1\ninbound: { listen: 127.0.0.1:0, app: 127.0.0.1:1, mode: strict }\n");
     assert!(
-        errs[0].contains("not supported yet: inbound.mode strict"),
+        errs[0].contains("inbound.mode `strict` needs the `tls` section"),
         "{errs:?}"
     );
 }
@@ -201,4 +200,69 @@ fn listener_clash_is_an_error() {
         "version: 1\nadmin: { listen: 127.0.0.1:9000 }\nmetrics: { listen: 127.0.0.1:9000 }\n",
     );
     assert!(errs[0].contains("already used by admin.listen"), "{errs:?}");
+}
+
+fn pki(dir: &std::path::Path, names: &[&str]) {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    crate::certs::write_dev_pki(dir, "classroom.local", &names).unwrap();
+}
+
+fn tls_yaml(dir: &std::path::Path, identity: &str, cert: &str) -> String {
+    let d = dir.display();
+    format!(
+        "version: 1\nidentity: {identity}\ntls: {{ ca: {d}/ca.pem, cert: {d}/{cert}.pem, key: {d}/{cert}.key }}\n\
+         inbound: {{ listen: 127.0.0.1:0, app: 127.0.0.1:1, authorize: [{{ name: gw, peers: [\"spiffe://classroom.local/sa/*\"] }}] }}\n\
+         backends: [{{ name: b, discovery: {{ static: [\"127.0.0.1:2\"] }}, tls: {{ identity: \"spiffe://classroom.local/sa/b\" }} }}]\n"
+    )
+}
+
+#[test]
+fn tls_section_is_loaded_and_checked() {
+    let dir = std::env::temp_dir().join(format!("outrider-cfg-tls-{}", std::process::id()));
+    pki(&dir, &["a", "b"]);
+    let ok = load(&tls_yaml(&dir, "spiffe://classroom.local/sa/a", "a")).unwrap();
+    let ib = ok.config.inbound.as_ref().unwrap();
+    assert_eq!(
+        ib.mode,
+        model::Mode::Strict,
+        "strict is the default with tls"
+    );
+    assert!(ib.authorize.as_ref().unwrap()[0].allows(Some("spiffe://classroom.local/sa/x")));
+    assert!(!ib.authorize.as_ref().unwrap()[0].allows(None));
+    assert_eq!(
+        ok.config.backends[0].tls.as_deref(),
+        Some("spiffe://classroom.local/sa/b")
+    );
+
+    let errs = errors(&tls_yaml(&dir, "spiffe://classroom.local/sa/b", "a"));
+    assert!(
+        errs[0].contains("certificate identity spiffe://classroom.local/sa/a differs"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[0].starts_with("t.yaml:3:"),
+        "points at tls.cert: {errs:?}"
+    );
+    let errs = errors(&tls_yaml(&dir, "spiffe://classroom.local/sa/a", "missing"));
+    assert!(
+        errs[0].contains("cannot read") && errs[0].contains("missing.pem"),
+        "{errs:?}"
+    );
+    let errs = errors(&tls_yaml(&dir, "not-a-spiffe-id", "a"));
+    assert!(errs[0].contains("is not a SPIFFE ID"), "{errs:?}");
+    let errs = errors(
+        &tls_yaml(&dir, "spiffe://classroom.local/sa/a", "a")
+            .replace("cert: ", "cert: ")
+            .replace("/a.key", "/b.key"),
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("does not match")),
+        "{errs:?}"
+    );
+    let errs = errors("version: 1\nbackends: [{ name: b, discovery: { static: [\"127.0.0.1:2\"] }, tls: { identity: \"spiffe://x/y\" } }]\n");
+    assert!(
+        errs[0].contains("needs the top-level `tls` section"),
+        "{errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -178,9 +178,8 @@ where
             format!("unsupported config version {} (expected 1)", file.version),
         );
     }
+    let (identity, tls) = tls_section(&mut cx, file.identity.as_deref(), file.tls.as_ref());
     for (path, present) in [
-        ("identity", file.identity.is_some()),
-        ("tls", file.tls.is_some()),
         ("tracing", file.tracing.is_some()),
         ("access_log", file.access_log.is_some()),
         ("registration", file.registration.is_some()),
@@ -223,14 +222,14 @@ where
                 format!("duplicate backend name `{}`", b.name),
             );
         }
-        backends.push(backend(&mut cx, &path, &b));
+        backends.push(backend(&mut cx, &path, &b, tls.is_some()));
         typed_backends.push(b);
     }
 
     let inbound = file
         .inbound
         .as_ref()
-        .map(|ib| inbound(&mut cx, ib, &backend_ids));
+        .map(|ib| inbound(&mut cx, ib, &backend_ids, tls.is_some()));
 
     let mut routes = Vec::new();
     let mut typed_routes = Vec::new();
@@ -264,6 +263,8 @@ where
     }
     let config = model::Config {
         service: file.service.clone().unwrap_or_default(),
+        identity,
+        tls,
         admin,
         metrics,
         drain_timeout,
@@ -347,25 +348,115 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
     }
 }
 
+/// `identity` + `tls`: the SPIFFE ID, and the files loaded and checked exactly as at start
+/// (readable, key matches cert, cert chains to the CA, URI SAN == identity).
+fn tls_section(
+    cx: &mut Ctx,
+    identity: Option<&str>,
+    tls: Option<&schema::Tls>,
+) -> (Option<String>, Option<model::TlsFiles>) {
+    if let Some(id) = identity {
+        if let Err(m) = crate::tls::identity::check_spiffe_id(id) {
+            cx.err("identity", m);
+        }
+    }
+    let Some(t) = tls else {
+        return (identity.map(str::to_owned), None);
+    };
+    let files = model::TlsFiles {
+        ca: t.ca.clone().into(),
+        cert: t.cert.clone().into(),
+        key: t.key.clone().into(),
+    };
+    match identity {
+        None => cx.err_key(
+            "tls",
+            "`tls` needs `identity` (this sidecar's SPIFFE ID, the URI SAN of tls.cert)",
+        ),
+        Some(id) if cx.problems.iter().all(|p| p.path != "identity") => {
+            if let Err(e) = crate::tls::Material::load(&files, id) {
+                let key = match &e {
+                    crate::tls::Error::Read { path, .. }
+                    | crate::tls::Error::Invalid { path, .. } => {
+                        if *path == files.ca {
+                            "tls.ca"
+                        } else if *path == files.key {
+                            "tls.key"
+                        } else {
+                            "tls.cert"
+                        }
+                    }
+                    crate::tls::Error::Config(_) => "tls",
+                };
+                cx.err(key, e.to_string());
+            }
+        }
+        Some(_) => {}
+    }
+    (identity.map(str::to_owned), Some(files))
+}
+
 fn inbound(
     cx: &mut Ctx,
     ib: &schema::Inbound,
     backend_ids: &HashMap<String, usize>,
+    has_tls: bool,
 ) -> model::Inbound {
     let listen = cx.addr("inbound.listen", &ib.listen);
     let app = cx.addr("inbound.app", &ib.app);
-    match ib.mode.as_deref() {
-        None | Some("plaintext") => {}
-        Some(m @ ("strict" | "permissive")) => cx.err(
-            "inbound.mode",
-            format!("not supported yet: inbound.mode {m} (mTLS); use `plaintext`"),
-        ),
-        Some(m) => cx.err(
-            "inbound.mode",
-            format!("invalid inbound.mode `{m}`: expected strict, permissive or plaintext"),
-        ),
-    }
-    cx.unsupported("inbound.authorize", ib.authorize.is_some());
+    let mode = match ib.mode.as_deref() {
+        None if has_tls => model::Mode::Strict,
+        None | Some("plaintext") => model::Mode::Plaintext,
+        Some(m @ ("strict" | "permissive")) => {
+            if !has_tls {
+                cx.err(
+                    "inbound.mode",
+                    format!("inbound.mode `{m}` needs the `tls` section (mTLS)"),
+                );
+            }
+            if m == "strict" {
+                model::Mode::Strict
+            } else {
+                model::Mode::Permissive
+            }
+        }
+        Some(m) => {
+            cx.err(
+                "inbound.mode",
+                format!("invalid inbound.mode `{m}`: expected strict, permissive or plaintext"),
+            );
+            model::Mode::Plaintext
+        }
+    };
+    let authorize = ib.authorize.as_ref().map(|rules| {
+        let mut names = HashSet::new();
+        let mut out = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let path = format!("inbound.authorize[{i}]");
+            if !names.insert(r.name.clone()) {
+                cx.err(
+                    &format!("{path}.name"),
+                    format!("duplicate rule name `{}`", r.name),
+                );
+            }
+            cx.unsupported(&format!("{path}.mcp"), r.mcp.is_some());
+            let peers = r.peers.as_ref().map(|ps| {
+                let mut globs = Vec::new();
+                for (j, p) in ps.iter().enumerate() {
+                    match model::PeerGlob::new(p) {
+                        Ok(g) => globs.push(g),
+                        Err(m) => cx.err(&format!("{path}.peers[{j}]"), m),
+                    }
+                }
+                globs
+            });
+            out.push(model::AuthzRule {
+                name: r.name.clone(),
+                peers,
+            });
+        }
+        out
+    });
     if ib.max_concurrent_requests == Some(0) {
         cx.err(
             "inbound.max_concurrent_requests",
@@ -384,13 +475,27 @@ fn inbound(
     model::Inbound {
         listen,
         app,
+        mode,
+        authorize,
         max_concurrent_requests: ib.max_concurrent_requests,
         ready_requires_app: ready.app,
         ready_requires_backends: ready.backends,
     }
 }
 
-fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
+fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend, has_tls: bool) -> model::Backend {
+    let tls = b.tls.as_ref().map(|t| {
+        if let Err(m) = crate::tls::identity::check_spiffe_id(&t.identity) {
+            cx.err(&format!("{path}.tls.identity"), m);
+        }
+        if !has_tls {
+            cx.err_key(
+                &format!("{path}.tls"),
+                "mTLS to a backend needs the top-level `tls` section (our client certificate)",
+            );
+        }
+        t.identity.clone()
+    });
     if b.name.is_empty() {
         cx.err(&format!("{path}.name"), "backend name must not be empty");
     }
@@ -415,7 +520,6 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
         cx.unsupported(&format!("{path}.discovery.{kind}"), present);
     }
     for (key, present) in [
-        ("tls", b.tls.is_some()),
         ("session_affinity", b.session_affinity.is_some()),
         ("health_check", b.health_check.is_some()),
         ("circuit_breaker", b.circuit_breaker.is_some()),
@@ -482,6 +586,7 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend) -> model::Backend {
     model::Backend {
         name: b.name.clone(),
         endpoints,
+        tls,
         protocol,
         balance,
         connect_timeout,

@@ -12,6 +12,8 @@ use super::headers::X_OUTRIDER_ERROR;
 pub enum ProxyError {
     #[error("no route matches host `{host}` path `{path}`")]
     NoRoute { host: String, path: String },
+    #[error("caller {peer} is not allowed by inbound.authorize")]
+    Forbidden { peer: String },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
     #[error("{what} is at its concurrency limit")]
@@ -40,6 +42,7 @@ impl ProxyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "no-route",
+            ProxyError::Forbidden { .. } => "forbidden",
             ProxyError::NoEndpoints { .. } => "no-endpoints",
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::ConnectFailed { .. } => "connect-failed",
@@ -51,6 +54,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::NoEndpoints { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -23,14 +23,22 @@ use crate::telemetry::metrics::Direction;
 pub struct Inbound {
     worker: Arc<Worker>,
     peer: SocketAddr,
+    /// The caller's verified SPIFFE ID (mTLS connections only).
+    identity: Option<Arc<str>>,
     conn: Arc<ConnGuard>,
 }
 
 impl Inbound {
-    pub fn new(worker: Arc<Worker>, peer: SocketAddr, conn: ConnGuard) -> Inbound {
+    pub fn new(
+        worker: Arc<Worker>,
+        peer: SocketAddr,
+        identity: Option<Arc<str>>,
+        conn: ConnGuard,
+    ) -> Inbound {
         Inbound {
             worker,
             peer,
+            identity,
             conn: Arc::new(conn),
         }
     }
@@ -64,6 +72,21 @@ impl Inbound {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let shared = &self.worker.shared;
         let snap = shared.snapshot.load_full();
+        let inbound = snap.loaded.config.inbound.as_ref();
+        if let Some(rules) = inbound.and_then(|i| i.authorize.as_ref()) {
+            let peer = self.identity.as_deref();
+            if !rules.iter().any(|r| r.allows(peer)) {
+                let label = peer.unwrap_or("");
+                shared
+                    .metrics
+                    .authz_denied
+                    .with_label_values(&["inbound", label])
+                    .inc();
+                return Err(ProxyError::Forbidden {
+                    peer: peer.unwrap_or("(unauthenticated)").to_owned(),
+                });
+            }
+        }
         let permit = match &snap.inbound_limit {
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
@@ -90,6 +113,13 @@ impl Inbound {
         headers::strip_hop_by_hop(h, upgrade.is_some());
         // Only a verified mTLS peer may carry an identity; never trust one a client sent.
         h.remove(headers::X_OUTRIDER_PEER_IDENTITY);
+        if let Some(id) = self
+            .identity
+            .as_deref()
+            .and_then(|i| http::HeaderValue::from_str(i).ok())
+        {
+            h.insert(headers::X_OUTRIDER_PEER_IDENTITY, id);
+        }
         headers::append_forwarded_for(h, self.peer.ip());
 
         let result = forward(app, self.worker.id, req, authority, Duration::ZERO).await;

@@ -7,8 +7,8 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -42,6 +42,9 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_last_success: Gauge,
+    pub tls_handshake_errors: IntCounterVec,
+    pub tls_cert_expiry: GaugeVec,
+    pub authz_denied: IntCounterVec,
 }
 
 impl Metrics {
@@ -113,6 +116,30 @@ impl Metrics {
             "Unix time of the last successful config load (start or reload).",
         )
         .expect("valid metric");
+        let tls_handshake_errors = IntCounterVec::new(
+            Opts::new(
+                "outrider_tls_handshake_errors_total",
+                "Failed TLS handshakes, by direction and reason.",
+            ),
+            &["direction", "reason"],
+        )
+        .expect("valid metric");
+        let tls_cert_expiry = GaugeVec::new(
+            Opts::new(
+                "outrider_tls_cert_expiry_timestamp_seconds",
+                "Unix time at which the sidecar's own certificate expires.",
+            ),
+            &["identity"],
+        )
+        .expect("valid metric");
+        let authz_denied = IntCounterVec::new(
+            Opts::new(
+                "outrider_authz_denied_total",
+                "Requests refused by authorization, by caller identity.",
+            ),
+            &["direction", "peer"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("outrider_build_info", "Build information; always 1."),
             &["version", "commit"],
@@ -133,6 +160,9 @@ impl Metrics {
             Box::new(config_generation.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_last_success.clone()),
+            Box::new(tls_handshake_errors.clone()),
+            Box::new(tls_cert_expiry.clone()),
+            Box::new(authz_denied.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -148,6 +178,9 @@ impl Metrics {
             config_generation,
             config_reloads,
             config_last_success,
+            tls_handshake_errors,
+            tls_cert_expiry,
+            authz_denied,
         }
     }
 

@@ -14,6 +14,7 @@ mod failures;
 mod headers;
 mod hostile;
 mod inbound;
+mod mtls;
 mod protocols;
 mod proxying;
 mod reload;

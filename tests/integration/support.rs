@@ -11,6 +11,7 @@ pub mod body;
 pub mod client;
 pub mod faults;
 pub mod metrics;
+pub mod pki;
 pub mod proxy;
 pub mod raw;
 pub mod upstream;

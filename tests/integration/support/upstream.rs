@@ -38,7 +38,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    fn of<B>(req: &Request<B>, body: Bytes) -> Self {
+    pub fn of<B>(req: &Request<B>, body: Bytes) -> Self {
         Recorded {
             method: req.method().clone(),
             uri: req.uri().clone(),

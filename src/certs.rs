@@ -1,0 +1,171 @@
+//! Development PKI for `outrider certs` and the tests: one CA and, per service name, a key and
+//! a certificate whose only URI SAN is `spiffe://TRUST_DOMAIN/sa/NAME`.
+//!
+//! Development only: production identities come from cert-manager or SPIRE (docs/tls.md).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid name `{0}`: use letters, digits, `-`, `_`, `.`")]
+    Name(String),
+}
+
+/// A CA that can issue workload certificates.
+pub struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pub cert_pem: String,
+}
+
+/// A workload certificate and key, PEM encoded.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Validity window of an issued certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// From one hour ago (clock skew) to `days` from now.
+    pub fn days(days: u64) -> Validity {
+        let now = SystemTime::now();
+        Validity {
+            not_before: now - Duration::from_secs(3600),
+            not_after: now + Duration::from_secs(days * 86_400),
+        }
+    }
+}
+
+impl Ca {
+    pub fn new(trust_domain: &str) -> Result<Ca, Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            format!("outrider development CA ({trust_domain})"),
+        );
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let v = Validity::days(3650);
+        params.not_before = v.not_before.into();
+        params.not_after = v.not_after.into();
+        let key = KeyPair::generate()?;
+        let cert_pem = params.self_signed(&key)?.pem();
+        Ok(Ca {
+            params,
+            key,
+            cert_pem,
+        })
+    }
+
+    /// Issues a certificate with exactly `uri_sans` as URI SANs (tests pass odd sets on purpose).
+    pub fn issue(&self, uri_sans: &[String], validity: Validity) -> Result<Issued, Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        for uri in uri_sans {
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.as_str().try_into()?));
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            uri_sans.first().cloned().unwrap_or_default(),
+        );
+        params.distinguished_name = dn;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = validity.not_before.into();
+        params.not_after = validity.not_after.into();
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// `spiffe://TD/sa/NAME`, valid for a year.
+    pub fn issue_service(&self, trust_domain: &str, name: &str) -> Result<Issued, Error> {
+        self.issue(&[spiffe_id(trust_domain, name)], Validity::days(365))
+    }
+}
+
+pub fn spiffe_id(trust_domain: &str, name: &str) -> String {
+    format!("spiffe://{trust_domain}/sa/{name}")
+}
+
+/// Writes `ca.pem`, `ca.key` and `NAME.pem` + `NAME.key` per name into `dir`.
+pub fn write_dev_pki(
+    dir: &Path,
+    trust_domain: &str,
+    names: &[String],
+) -> Result<Vec<PathBuf>, Error> {
+    for n in names {
+        if n.is_empty()
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(Error::Name(n.clone()));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let ca = Ca::new(trust_domain)?;
+    let mut written = Vec::new();
+    let mut write = |name: String, body: &str, private: bool| -> Result<(), Error> {
+        let path = dir.join(name);
+        std::fs::write(&path, body).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+        if private {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        written.push(path);
+        Ok(())
+    };
+    write("ca.pem".into(), &ca.cert_pem, false)?;
+    write("ca.key".into(), &ca.key.serialize_pem(), true)?;
+    for n in names {
+        let issued = ca.issue_service(trust_domain, n)?;
+        write(format!("{n}.pem"), &issued.cert_pem, false)?;
+        write(format!("{n}.key"), &issued.key_pem, true)?;
+    }
+    Ok(written)
+}
