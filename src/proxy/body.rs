@@ -21,7 +21,7 @@ pub struct IdleTimeout(pub Duration);
 
 pub enum ProxyBody {
     Full(Option<Bytes>),
-    Upstream(Box<Streaming>),
+    Upstream(Streaming),
 }
 
 pub struct Streaming {
@@ -47,13 +47,13 @@ impl ProxyBody {
         idle: Duration,
         permit: Option<OwnedSemaphorePermit>,
     ) -> ProxyBody {
-        ProxyBody::Upstream(Box::new(Streaming {
+        ProxyBody::Upstream(Streaming {
             inner,
             idle,
             sleep: None,
             progressed: false,
             _permit: permit,
-        }))
+        })
     }
 }
 

@@ -41,7 +41,8 @@ pub struct Connector {
 
 pub enum Conn {
     Plain(TokioIo<TcpStream>),
-    Tls(TokioIo<TlsStream<TcpStream>>, bool),
+    /// Boxed: a TLS stream is ~1 KiB; the plain variant stays small. The flag is "ALPN h2".
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>, bool),
 }
 
 impl tower::Service<Uri> for Connector {
@@ -76,7 +77,7 @@ impl tower::Service<Uri> for Connector {
                 match TlsConnector::from(cfg).connect(name, tcp).await {
                     Ok(stream) => {
                         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                        Ok(Conn::Tls(TokioIo::new(stream), h2))
+                        Ok(Conn::Tls(Box::new(TokioIo::new(stream)), h2))
                     }
                     Err(e) => {
                         tls.errors
@@ -118,7 +119,7 @@ impl Read for Conn {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s, _) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -131,21 +132,21 @@ impl Write for Conn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s, _) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s, _) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s, _) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -156,7 +157,7 @@ impl Write for Conn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 

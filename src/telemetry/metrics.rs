@@ -203,6 +203,7 @@ impl Metrics {
             duration: self
                 .duration
                 .with_label_values(&[dir.as_str(), route, backend]),
+            ok: std::sync::OnceLock::new(),
             codes: Mutex::new(Vec::new()),
             requests: self.requests.clone(),
         }
@@ -223,24 +224,33 @@ impl Default for Metrics {
 pub struct RouteBackendMetrics {
     labels: [String; 3],
     pub duration: Histogram,
-    /// Counters by status code, resolved on first use (a route sees a handful of codes).
+    /// The `200` counter, resolved on first use: the common case takes no lock.
+    ok: std::sync::OnceLock<IntCounter>,
+    /// Counters by other status codes, resolved on first use (a route sees a handful).
     codes: Mutex<Vec<(u16, IntCounter)>>,
     requests: IntCounterVec,
 }
 
 impl RouteBackendMetrics {
     pub fn count(&self, status: u16) {
+        if status == 200 {
+            self.ok.get_or_init(|| self.resolve(200)).inc();
+            return;
+        }
         let mut codes = self.codes.lock().expect("metrics lock is never poisoned");
         if let Some((_, c)) = codes.iter().find(|(s, _)| *s == status) {
             c.inc();
             return;
         }
-        let [d, r, b] = &self.labels;
-        let c = self
-            .requests
-            .with_label_values(&[d, r, b, itoa(status).as_str(), "", ""]);
+        let c = self.resolve(status);
         c.inc();
         codes.push((status, c));
+    }
+
+    fn resolve(&self, status: u16) -> IntCounter {
+        let [d, r, b] = &self.labels;
+        self.requests
+            .with_label_values(&[d, r, b, itoa(status).as_str(), "", ""])
     }
 }
 

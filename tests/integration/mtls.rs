@@ -274,7 +274,10 @@ async fn rotated_certificates_apply_to_new_connections_only() {
 
     // Rotate: a new certificate for the same identity, written like cert-manager does
     // (each file replaced by rename).
-    let next = pki.ca.issue(&[server.clone()], Validity::days(60)).unwrap();
+    let next = pki
+        .ca
+        .issue(std::slice::from_ref(&server), Validity::days(60))
+        .unwrap();
     for (file, body) in [
         ("writing-analysis.key", &next.key_pem),
         ("writing-analysis.pem", &next.cert_pem),
