@@ -117,7 +117,16 @@ impl Snapshot {
                     endpoints: vec![ib.app],
                     tls: None,
                     protocol: Protocol::Http1,
-                    balance: crate::config::model::Balance::RoundRobin,
+                    // The local app is never ejected: with one endpoint that would turn its
+                    // own 5xx into `circuit-open` for everyone.
+                    resilience: crate::resilience::Settings {
+                        balance: crate::resilience::BalanceKind::RoundRobin,
+                        outlier: crate::resilience::OutlierSettings {
+                            max_ejected_percent: 0,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
                     connect_timeout: crate::config::validate::defaults::CONNECT_TIMEOUT,
                 },
                 deps,

@@ -93,6 +93,15 @@ pub struct Route {
     pub idle_timeout: Duration,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
+    /// `None`: one try (connect failures are still never retried without a config).
+    pub retry: Option<RouteRetry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRetry {
+    pub settings: crate::resilience::RetrySettings,
+    /// `retry.non_idempotent: true`: POST/PATCH may be retried on status/reset/timeout too.
+    pub non_idempotent: bool,
 }
 
 impl AsRef<Route> for Route {
@@ -136,8 +145,9 @@ pub struct Backend {
     /// mTLS to the endpoints, expecting this SPIFFE ID; `None` = plaintext.
     pub tls: Option<String>,
     pub protocol: Protocol,
-    pub balance: Balance,
     pub connect_timeout: Duration,
+    /// Balancing, circuit breaker, outlier ejection, health check.
+    pub resilience: crate::resilience::Settings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,10 +158,6 @@ pub enum Protocol {
     Auto,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balance {
-    RoundRobin,
-}
 
 impl fmt::Display for HostMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

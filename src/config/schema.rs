@@ -136,7 +136,7 @@ pub struct Route {
     #[serde(default)]
     pub idle_timeout: Option<String>,
     #[serde(default)]
-    pub retry: Unsupported,
+    pub retry: Option<Retry>,
     #[serde(default)]
     pub request_headers: Option<HeaderEdits>,
     #[serde(default)]
@@ -197,9 +197,95 @@ pub struct Backend {
     #[serde(default)]
     pub connect_timeout: Option<String>,
     #[serde(default)]
-    pub health_check: Unsupported,
+    pub health_check: Option<HealthCheck>,
     #[serde(default)]
-    pub circuit_breaker: Unsupported,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub per_try_timeout: Option<String>,
+    #[serde(default)]
+    pub on: Option<Vec<StringOrInt>>,
+    #[serde(default)]
+    pub backoff: Option<Backoff>,
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    #[serde(default)]
+    pub max_body: Option<String>,
+    #[serde(default)]
+    pub non_idempotent: Option<bool>,
+    #[serde(default)]
+    pub idempotent_tools: Option<Vec<String>>,
+}
+
+/// `on: [connect-failure, 503]`: names and status codes in one list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StringOrInt {
+    Int(u32),
+    Str(String),
+}
+
+impl std::fmt::Display for StringOrInt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StringOrInt::Int(n) => write!(f, "{n}"),
+            StringOrInt::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    #[serde(default)]
+    pub base: Option<String>,
+    #[serde(default)]
+    pub max: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    #[serde(default)]
+    pub ratio: Option<f64>,
+    #[serde(default)]
+    pub min_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub healthy_threshold: Option<u32>,
+    #[serde(default)]
+    pub unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u32>,
+    #[serde(default)]
+    pub max_pending: Option<u32>,
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
+    #[serde(default)]
+    pub ejection_time: Option<String>,
+    #[serde(default)]
+    pub max_ejected_percent: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
