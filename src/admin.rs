@@ -6,7 +6,6 @@
 //! data-path worker.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +75,12 @@ async fn handle(kind: Kind, state: &AdminState, req: Request<Incoming>) -> Respo
         (_, "/live") if get => text(StatusCode::OK, "live\n"),
         (_, "/ready") if get => ready(state).await,
         (_, "/metrics") if get => {
+            // Backend gauges are computed from live state at scrape time.
+            let snap = state.shared.snapshot.load();
+            for b in &snap.backends {
+                b.report_metrics(&state.shared.metrics);
+            }
+            drop(snap);
             let mut rsp = Response::new(Full::new(Bytes::from(state.shared.metrics.render())));
             rsp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -153,7 +158,7 @@ async fn ready(state: &AdminState) -> Response<Full<Bytes>> {
             if snap
                 .backends
                 .iter()
-                .any(|b| &b.backend.name == name && b.endpoints.is_empty())
+                .any(|b| &b.backend.name == name && b.eps.is_empty())
             {
                 return text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -179,30 +184,38 @@ fn config_json(state: &AdminState) -> serde_json::Value {
 
 fn backends_json(state: &AdminState) -> serde_json::Value {
     let snap = state.shared.snapshot.load();
+    let now = tokio::time::Instant::now();
+    let wall = std::time::SystemTime::now();
     let list: Vec<_> = snap
         .backends
         .iter()
         .chain(snap.app.iter())
         .map(|b| {
             let endpoints: Vec<_> = b
-                .endpoints
+                .eps
                 .iter()
                 .map(|e| {
+                    let r = e.report(now);
                     json!({
-                        "address": e.addr.to_string(),
-                        "state": "healthy",
-                        "active_requests": e.active.load(Ordering::Relaxed),
-                        "ewma_latency_ms": null,
-                        "consecutive_failures": 0,
-                        "ejected_until": null,
+                        "address": r.addr.to_string(),
+                        "state": r.state.as_str(),
+                        "active_requests": r.in_flight,
+                        "ewma_latency_ms": r.ewma.as_secs_f64() * 1e3,
+                        "consecutive_failures": r.consecutive_failures,
+                        "ejected_until": r.ejected_for.map(|d| humantime::format_rfc3339_millis(wall + d).to_string()),
+                        "penalized_until": r.penalized_for.map(|d| humantime::format_rfc3339_millis(wall + d).to_string()),
                         "sessions": 0,
                     })
                 })
                 .collect();
+            let summary = b.policy.summary(&b.eps, now);
             json!({
                 "name": b.backend.name,
-                "balance": "round-robin",
+                "balance": b.backend.resilience.balance.as_str(),
                 "protocol": b.backend.protocol.to_string(),
+                "tls_identity": b.backend.tls,
+                "active_requests": summary.active_requests,
+                "circuit_open": summary.circuit_open,
                 "endpoints": endpoints,
             })
         })

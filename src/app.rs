@@ -123,7 +123,16 @@ impl App {
                 }
             }
         }
+        // The admin runtime exists before the first snapshot: health checks run on it.
+        let admin_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Start {
+                what: "admin runtime",
+                source,
+            })?;
         let deps = Deps {
+            runtime: Some(admin_rt.handle().clone()),
             metrics: metrics.clone(),
             workers,
             tls: tls.clone(),
@@ -177,10 +186,7 @@ impl App {
         thread::Builder::new()
             .name("outrider-admin".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a current-thread runtime builds");
+                let rt = admin_rt;
                 rt.block_on(async move {
                     let a = tokio::net::TcpListener::from_std(admin_l).expect("listener registers");
                     let m =

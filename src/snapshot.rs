@@ -5,25 +5,26 @@
 //! life of a request; a new config means a new snapshot swapped in whole.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
 
 use http::uri::Authority;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::balance::RoundRobin;
 use crate::config::model::{Backend, Protocol, Route};
 use crate::config::Loaded;
+use crate::proxy::body::UpstreamBody;
 use crate::proxy::connect::{Connector, UpstreamTls};
+use crate::resilience::{self, RetryBudget};
 use crate::routing::Table;
 use crate::telemetry::metrics::{Direction, Metrics, RouteBackendMetrics};
 use crate::tls::{Alpn, TlsStore};
 
-pub type UpstreamClient = Client<Connector, Incoming>;
+pub type UpstreamClient = Client<Connector, UpstreamBody>;
 
 /// Name of the synthetic backend that stands for the local app on the inbound side.
 pub const APP_BACKEND: &str = "app";
@@ -46,6 +47,10 @@ pub struct RouteState {
     pub route: Route,
     /// One entry per element of `route.to`, in the same order.
     pub metrics: Vec<RouteBackendMetrics>,
+    /// The route's retry budget (shared by all workers), when it retries.
+    pub budget: Option<Arc<RetryBudget>>,
+    /// `outrider_retry_budget_exhausted_total{route}`.
+    pub budget_exhausted: prometheus::IntCounter,
 }
 
 impl AsRef<Route> for RouteState {
@@ -56,17 +61,18 @@ impl AsRef<Route> for RouteState {
 
 pub struct BackendState {
     pub backend: Backend,
-    pub endpoints: Vec<EndpointState>,
-    pub rr: RoundRobin,
+    /// Addresses as URI authorities, indexed like `eps`.
+    pub authorities: Vec<Authority>,
+    /// Load, outlier and health state per endpoint (what the balancer picks from).
+    pub eps: Vec<Arc<resilience::Endpoint>>,
+    /// Balancer, outlier detector and concurrency limits of this backend.
+    pub policy: resilience::Backend,
     /// One client (and so one connection pool) per worker thread: no cross-thread sharing.
     pub clients: Vec<UpstreamClient>,
-}
-
-pub struct EndpointState {
-    pub addr: SocketAddr,
-    pub authority: Authority,
-    /// Requests sent and not yet answered with headers.
-    pub active: AtomicUsize,
+    /// Ejections already added to `outrider_outlier_ejections_total`.
+    pub ejections_reported: AtomicU64,
+    /// Dropping the state (backend removed or changed by a reload) stops its health checks.
+    _health_stop: Option<watch::Sender<bool>>,
 }
 
 impl Snapshot {
@@ -93,6 +99,13 @@ impl Snapshot {
             .iter()
             .flat_map(|o| o.routes.iter())
             .map(|r| RouteState {
+                budget: r.retry.as_ref().map(|rt| {
+                    // Unchanged routes keep their budget (and its history) across reloads.
+                    prev.and_then(|p| p.routes.iter().find(|o| o.route == *r))
+                        .and_then(|o| o.budget.clone())
+                        .unwrap_or_else(|| Arc::new(RetryBudget::new(&rt.settings.budget)))
+                }),
+                budget_exhausted: metrics.retry_budget_exhausted.with_label_values(&[&r.name]),
                 metrics: r
                     .to
                     .iter()
@@ -136,24 +149,18 @@ impl Snapshot {
             .as_ref()
             .map(|_| metrics.route_backend(Direction::Inbound, "", APP_BACKEND));
         for b in &backends {
-            metrics
-                .backend_endpoints
-                .with_label_values(&[&b.backend.name, "healthy"])
-                .set(b.endpoints.len() as i64);
-            for state in ["unhealthy", "ejected"] {
-                metrics
-                    .backend_endpoints
-                    .with_label_values(&[&b.backend.name, state])
-                    .set(0);
-            }
+            b.report_metrics(metrics);
         }
         for gone in prev.iter().flat_map(|p| p.backends.iter()) {
             if !config.backends.iter().any(|b| b.name == gone.backend.name) {
+                let name = gone.backend.name.as_str();
                 for state in ["healthy", "unhealthy", "ejected"] {
                     let _ = metrics
                         .backend_endpoints
-                        .remove_label_values(&[&gone.backend.name, state]);
+                        .remove_label_values(&[name, state]);
                 }
+                let _ = metrics.backend_active_requests.remove_label_values(&[name]);
+                let _ = metrics.circuit_breaker_open.remove_label_values(&[name]);
             }
         }
         let limit = config
@@ -184,28 +191,112 @@ impl Snapshot {
 
 impl BackendState {
     pub fn new(backend: Backend, deps: &Deps) -> BackendState {
-        let endpoints = backend
+        let now = tokio::time::Instant::now();
+        let authorities = backend
             .endpoints
             .iter()
-            .map(|a| EndpointState {
-                addr: *a,
-                authority: a
-                    .to_string()
+            .map(|a| {
+                a.to_string()
                     .parse()
-                    .expect("a socket address is a valid authority"),
-                active: AtomicUsize::new(0),
+                    .expect("a socket address is a valid authority")
             })
+            .collect();
+        let eps: Vec<Arc<resilience::Endpoint>> = backend
+            .endpoints
+            .iter()
+            .map(|a| Arc::new(resilience::Endpoint::new(*a, now)))
             .collect();
         let clients = (0..deps.workers.max(1))
             .map(|_| client(&backend, deps))
             .collect();
+        let health_stop = backend
+            .resilience
+            .health
+            .as_ref()
+            .and_then(|h| spawn_health_checks(&backend, h, &eps, deps));
         BackendState {
+            policy: resilience::Backend::new(&backend.resilience),
             backend,
-            endpoints,
-            rr: RoundRobin::default(),
+            authorities,
+            eps,
             clients,
+            ejections_reported: AtomicU64::new(0),
+            _health_stop: health_stop,
         }
     }
+
+    /// Refreshes the backend gauges of SPEC §8 (called when metrics are scraped).
+    pub fn report_metrics(&self, metrics: &Metrics) {
+        let s = self.policy.summary(&self.eps, tokio::time::Instant::now());
+        let name = self.backend.name.as_str();
+        for (state, n) in [
+            ("healthy", s.healthy),
+            ("unhealthy", s.unhealthy),
+            ("ejected", s.ejected),
+        ] {
+            metrics
+                .backend_endpoints
+                .with_label_values(&[name, state])
+                .set(n as i64);
+        }
+        metrics
+            .backend_active_requests
+            .with_label_values(&[name])
+            .set(s.active_requests as i64);
+        metrics
+            .circuit_breaker_open
+            .with_label_values(&[name])
+            .set(i64::from(s.circuit_open));
+        let before = self
+            .ejections_reported
+            .swap(s.ejections_total, Ordering::Relaxed);
+        metrics
+            .outlier_ejections
+            .with_label_values(&[name])
+            .inc_by(s.ejections_total.saturating_sub(before));
+    }
+}
+
+/// Starts active health checks of one backend on the admin runtime; the returned sender
+/// stops them when dropped.
+fn spawn_health_checks(
+    backend: &Backend,
+    settings: &resilience::HealthSettings,
+    eps: &[Arc<resilience::Endpoint>],
+    deps: &Deps,
+) -> Option<watch::Sender<bool>> {
+    let Some(rt) = &deps.runtime else {
+        tracing::warn!(backend = %backend.name, "no runtime for health checks; endpoints stay healthy");
+        return None;
+    };
+    let (tx, rx) = watch::channel(false);
+    let client = client(backend, deps);
+    let eps = eps.to_vec();
+    let settings = settings.clone();
+    let path: Arc<str> = Arc::from(settings.path.as_str());
+    let span = tracing::info_span!("health_check", backend = %backend.name);
+    rt.spawn(
+        async move {
+            let probe = |addr: SocketAddr| {
+                let (client, path) = (client.clone(), path.clone());
+                async move {
+                    let Ok(uri) = http::Uri::try_from(format!("http://{addr}{path}")) else {
+                        return false;
+                    };
+                    let mut req = http::Request::new(UpstreamBody::empty());
+                    *req.uri_mut() = uri;
+                    req.headers_mut().insert(
+                        http::header::HOST,
+                        http::HeaderValue::from_static("outrider-health-check"),
+                    );
+                    matches!(client.request(req).await, Ok(r) if r.status().is_success())
+                }
+            };
+            resilience::run_checks(&eps, &settings, probe, rx).await;
+        }
+        .instrument(span),
+    );
+    Some(tx)
 }
 
 fn client(b: &Backend, deps: &Deps) -> UpstreamClient {
@@ -245,6 +336,8 @@ fn client(b: &Backend, deps: &Deps) -> UpstreamClient {
 pub struct Deps {
     pub metrics: Metrics,
     pub workers: usize,
+    /// Where background tasks (health checks) run: the admin runtime.
+    pub runtime: Option<tokio::runtime::Handle>,
     /// The sidecar's TLS material, when `tls` is configured.
     pub tls: Option<Arc<TlsStore>>,
 }

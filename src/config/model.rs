@@ -158,7 +158,6 @@ pub enum Protocol {
     Auto,
 }
 
-
 impl fmt::Display for HostMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -139,7 +139,7 @@ fn unbuilt_sections_are_refused_not_ignored() {
         );
     }
     let errs = errors(
-        "version: 1\nbackends:\n  - name: b\n    discovery: { dns: { name: x, port: 1 } }\n    circuit_breaker: {}\n",
+        "version: 1\nbackends:\n  - name: b\n    discovery: { dns: { name: x, port: 1 } }\n    session_affinity: mcp\n",
     );
     assert!(
         errs.iter()
@@ -148,7 +148,7 @@ fn unbuilt_sections_are_refused_not_ignored() {
     );
     assert!(
         errs.iter()
-            .any(|e| e.contains("not supported yet: backends[0].circuit_breaker")),
+            .any(|e| e.contains("not supported yet: backends[0].session_affinity")),
         "{errs:?}"
     );
     let errs =
@@ -262,4 +262,51 @@ fn tls_section_is_loaded_and_checked() {
         "{errs:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resilience_sections_are_validated() {
+    let base = "version: 1\noutbound:\n  listen: 127.0.0.1:0\n  routes:\n    - name: r\n      to: [{ backend: b }]\n";
+    let ok = load(&format!(
+        "{base}      retry: {{ attempts: 3, per_try_timeout: 100ms, on: [connect-failure, gateway-error, 429], backoff: {{ base: 5ms, max: 50ms }}, budget: {{ ratio: 0.5, min_per_second: 3 }}, max_body: 1KiB }}\n\
+         backends:\n  - name: b\n    discovery: {{ static: [\"127.0.0.1:1\", \"127.0.0.1:2\"] }}\n    balance: least-request\n\
+         \x20   circuit_breaker: {{ max_concurrent_requests: 7, max_pending: 0, consecutive_failures: 2, ejection_time: 1s, max_ejected_percent: 100 }}\n\
+         \x20   health_check: {{ path: /ready, interval: 1s, timeout: 100ms }}\n"
+    ))
+    .unwrap();
+    let r = ok.config.outbound.as_ref().unwrap().routes[0]
+        .retry
+        .clone()
+        .unwrap();
+    assert_eq!(r.settings.attempts, 3);
+    assert!(
+        r.settings.on.connect_failure && r.settings.on.status(503) && r.settings.on.status(429)
+    );
+    assert!(!r.settings.on.status(500));
+    assert_eq!(r.settings.max_body, 1024);
+    let b = &ok.config.backends[0].resilience;
+    assert_eq!(b.balance, crate::resilience::BalanceKind::LeastRequest);
+    assert_eq!(b.limits.max_concurrent_requests, 7);
+    assert_eq!(b.outlier.max_ejected_percent, 100);
+    assert_eq!(b.health.as_ref().unwrap().path, "/ready");
+
+    let errs = errors(&format!(
+        "{base}      retry: {{ attempts: 0, on: [teapot, 700], budget: {{ ratio: -1 }}, idempotent_tools: [x] }}\n\
+         backends:\n  - name: b\n    discovery: {{ static: [\"127.0.0.1:1\"] }}\n    balance: random\n    circuit_breaker: {{ max_ejected_percent: 101, consecutive_failures: 0 }}\n"
+    ));
+    for want in [
+        "attempts must be at least 1",
+        "unknown retry condition `teapot`",
+        "unknown retry condition `700`",
+        "budget.ratio must be between",
+        "not supported yet: outbound.routes[0].retry.idempotent_tools",
+        "invalid balance `random`",
+        "max_ejected_percent must be 0..=100",
+        "consecutive_failures must be at least 1",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
 }

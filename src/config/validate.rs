@@ -14,10 +14,10 @@ use serde::de::DeserializeOwned;
 use super::locate::{Index, Pos};
 
 use super::model::{self, HostMatch, PathMatch, Protocol};
-use crate::resilience::{self, BalanceKind};
 use super::schema;
 use super::units;
 use crate::proxy::headers::is_hop_by_hop;
+use crate::resilience::{self, BalanceKind};
 
 /// Defaults, in one place so docs/configuration.md can point at them.
 pub mod defaults {
@@ -520,7 +520,10 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend, has_tls: bool) -> mode
     ] {
         cx.unsupported(&format!("{path}.discovery.{kind}"), present);
     }
-    cx.unsupported(&format!("{path}.session_affinity"), b.session_affinity.is_some());
+    cx.unsupported(
+        &format!("{path}.session_affinity"),
+        b.session_affinity.is_some(),
+    );
     let mut endpoints = Vec::new();
     if let Some(list) = &d.static_ {
         if list.is_empty() {
@@ -580,7 +583,10 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
         Some("least-request") => BalanceKind::LeastRequest,
         Some("round-robin") => BalanceKind::RoundRobin,
         Some(p) => {
-            cx.err(&format!("{path}.balance"), format!("invalid balance `{p}`: expected p2c-ewma, round-robin or least-request"));
+            cx.err(
+                &format!("{path}.balance"),
+                format!("invalid balance `{p}`: expected p2c-ewma, round-robin or least-request"),
+            );
             BalanceKind::P2cEwma
         }
     };
@@ -596,22 +602,34 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
                 None => default,
             }
         };
-        s.limits.max_concurrent_requests =
-            positive(cx, "max_concurrent_requests", cb.max_concurrent_requests, s.limits.max_concurrent_requests);
+        s.limits.max_concurrent_requests = positive(
+            cx,
+            "max_concurrent_requests",
+            cb.max_concurrent_requests,
+            s.limits.max_concurrent_requests,
+        );
         s.limits.max_pending = match cb.max_pending {
             Some(n) => n as usize,
             None => s.limits.max_pending,
         };
-        s.outlier.consecutive_failures =
-            positive(cx, "consecutive_failures", cb.consecutive_failures, s.outlier.consecutive_failures as usize) as u32;
+        s.outlier.consecutive_failures = positive(
+            cx,
+            "consecutive_failures",
+            cb.consecutive_failures,
+            s.outlier.consecutive_failures as usize,
+        ) as u32;
         let et = format!("{p}.ejection_time");
-        s.outlier.ejection_time = cx.duration(&et, cb.ejection_time.as_ref(), s.outlier.ejection_time);
+        s.outlier.ejection_time =
+            cx.duration(&et, cb.ejection_time.as_ref(), s.outlier.ejection_time);
         if s.outlier.ejection_time.is_zero() {
             cx.err(&et, "ejection_time must be greater than 0");
         }
         if let Some(pct) = cb.max_ejected_percent {
             if pct > 100 {
-                cx.err(&format!("{p}.max_ejected_percent"), "max_ejected_percent must be 0..=100");
+                cx.err(
+                    &format!("{p}.max_ejected_percent"),
+                    "max_ejected_percent must be 0..=100",
+                );
             }
             s.outlier.max_ejected_percent = pct.min(100) as u8;
         }
@@ -628,8 +646,16 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
         h.interval = cx.duration(&format!("{p}.interval"), hc.interval.as_ref(), h.interval);
         h.timeout = cx.duration(&format!("{p}.timeout"), hc.timeout.as_ref(), h.timeout);
         for (key, v, slot) in [
-            ("healthy_threshold", hc.healthy_threshold, &mut h.healthy_threshold),
-            ("unhealthy_threshold", hc.unhealthy_threshold, &mut h.unhealthy_threshold),
+            (
+                "healthy_threshold",
+                hc.healthy_threshold,
+                &mut h.healthy_threshold,
+            ),
+            (
+                "unhealthy_threshold",
+                hc.unhealthy_threshold,
+                &mut h.unhealthy_threshold,
+            ),
         ] {
             match v {
                 Some(0) => cx.err(&format!("{p}.{key}"), format!("{key} must be at least 1")),
@@ -638,7 +664,10 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
             }
         }
         if h.interval.is_zero() || h.timeout.is_zero() {
-            cx.err(&p, "health_check interval and timeout must be greater than 0");
+            cx.err(
+                &p,
+                "health_check interval and timeout must be greater than 0",
+            );
         }
         s.health = Some(h);
     }
@@ -649,11 +678,17 @@ fn route_retry(cx: &mut Ctx, path: &str, r: &schema::Retry) -> model::RouteRetry
     let mut s = resilience::RetrySettings::default();
     if let Some(a) = r.attempts {
         if a < 1 {
-            cx.err(&format!("{path}.attempts"), "retry attempts must be at least 1 (the first try counts)");
+            cx.err(
+                &format!("{path}.attempts"),
+                "retry attempts must be at least 1 (the first try counts)",
+            );
         }
         s.attempts = a.clamp(1, 10);
         if a > 10 {
-            cx.err(&format!("{path}.attempts"), "retry attempts must be at most 10");
+            cx.err(
+                &format!("{path}.attempts"),
+                "retry attempts must be at most 10",
+            );
         }
     } else {
         // A retry section without `attempts` means "retry once".
@@ -673,16 +708,30 @@ fn route_retry(cx: &mut Ctx, path: &str, r: &schema::Retry) -> model::RouteRetry
         s.on = parsed;
     }
     if let Some(b) = &r.backoff {
-        s.backoff.base = cx.duration(&format!("{path}.backoff.base"), b.base.as_ref(), s.backoff.base);
-        s.backoff.max = cx.duration(&format!("{path}.backoff.max"), b.max.as_ref(), s.backoff.max);
+        s.backoff.base = cx.duration(
+            &format!("{path}.backoff.base"),
+            b.base.as_ref(),
+            s.backoff.base,
+        );
+        s.backoff.max = cx.duration(
+            &format!("{path}.backoff.max"),
+            b.max.as_ref(),
+            s.backoff.max,
+        );
         if s.backoff.max < s.backoff.base {
-            cx.err(&format!("{path}.backoff"), "backoff.max must not be smaller than backoff.base");
+            cx.err(
+                &format!("{path}.backoff"),
+                "backoff.max must not be smaller than backoff.base",
+            );
         }
     }
     if let Some(b) = &r.budget {
         if let Some(ratio) = b.ratio {
             if !(0.0..=1000.0).contains(&ratio) {
-                cx.err(&format!("{path}.budget.ratio"), "budget.ratio must be between 0 and 1000");
+                cx.err(
+                    &format!("{path}.budget.ratio"),
+                    "budget.ratio must be between 0 and 1000",
+                );
             }
             s.budget.ratio = ratio as f32;
         }
@@ -693,14 +742,23 @@ fn route_retry(cx: &mut Ctx, path: &str, r: &schema::Retry) -> model::RouteRetry
     if let Some(mb) = &r.max_body {
         match units::size(mb) {
             Ok(n) if n <= 16 << 20 => s.max_body = n as usize,
-            Ok(_) => cx.err(&format!("{path}.max_body"), "max_body must be at most 16MiB"),
+            Ok(_) => cx.err(
+                &format!("{path}.max_body"),
+                "max_body must be at most 16MiB",
+            ),
             Err(m) => cx.err(&format!("{path}.max_body"), m),
         }
     }
     if r.idempotent_tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        cx.err_key(&format!("{path}.idempotent_tools"), format!("not supported yet: {path}.idempotent_tools (needs MCP classification)"));
+        cx.err_key(
+            &format!("{path}.idempotent_tools"),
+            format!("not supported yet: {path}.idempotent_tools (needs MCP classification)"),
+        );
     }
-    model::RouteRetry { settings: s, non_idempotent: r.non_idempotent.unwrap_or(false) }
+    model::RouteRetry {
+        settings: s,
+        non_idempotent: r.non_idempotent.unwrap_or(false),
+    }
 }
 
 fn route(
@@ -714,7 +772,10 @@ fn route(
     }
     let m = &r.match_;
     cx.unsupported(&format!("{path}.match.mcp"), m.mcp.is_some());
-    let retry = r.retry.as_ref().map(|rt| route_retry(cx, &format!("{path}.retry"), rt));
+    let retry = r
+        .retry
+        .as_ref()
+        .map(|rt| route_retry(cx, &format!("{path}.retry"), rt));
     let host = match m.host.as_deref().map(str::to_ascii_lowercase) {
         None => HostMatch::Any,
         Some(h) if h == "*" => HostMatch::Any,

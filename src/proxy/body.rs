@@ -19,6 +19,60 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("stream idle for longer than idle_timeout ({0:?})")]
 pub struct IdleTimeout(pub Duration);
 
+/// The request body sent upstream: the client's stream as is, or bytes buffered for replay.
+pub enum UpstreamBody {
+    Stream(Incoming),
+    Bytes(Option<Bytes>),
+}
+
+impl UpstreamBody {
+    pub fn empty() -> UpstreamBody {
+        UpstreamBody::Bytes(None)
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Stream(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            UpstreamBody::Bytes(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Stream(b) => b.is_end_stream(),
+            UpstreamBody::Bytes(b) => b.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Stream(b) => b.size_hint(),
+            UpstreamBody::Bytes(b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+/// Held while a response body streams: concurrency slots released when it ends.
+#[derive(Default)]
+pub struct Guards {
+    pub inbound: Option<OwnedSemaphorePermit>,
+    pub backend: Option<crate::resilience::Permit>,
+}
+
 pub enum ProxyBody {
     Full(Option<Bytes>),
     Upstream(Streaming),
@@ -29,7 +83,7 @@ pub struct Streaming {
     idle: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
     progressed: bool,
-    _permit: Option<OwnedSemaphorePermit>,
+    _guards: Guards,
 }
 
 impl ProxyBody {
@@ -42,17 +96,13 @@ impl ProxyBody {
     }
 
     /// Wraps an upstream body; `idle` zero disables the idle timeout.
-    pub fn upstream(
-        inner: Incoming,
-        idle: Duration,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> ProxyBody {
+    pub fn upstream(inner: Incoming, idle: Duration, guards: Guards) -> ProxyBody {
         ProxyBody::Upstream(Streaming {
             inner,
             idle,
             sleep: None,
             progressed: false,
-            _permit: permit,
+            _guards: guards,
         })
     }
 }

@@ -14,6 +14,10 @@ pub enum ProxyError {
     NoRoute { host: String, path: String },
     #[error("caller {peer} is not allowed by inbound.authorize")]
     Forbidden { peer: String },
+    #[error("every endpoint of backend {backend} is ejected or unhealthy (circuit open)")]
+    CircuitOpen { backend: String },
+    #[error("reading the request body failed: {source}")]
+    ClientBody { source: BoxError },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
     #[error("{what} is at its concurrency limit")]
@@ -44,6 +48,8 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::Forbidden { .. } => "forbidden",
             ProxyError::NoEndpoints { .. } => "no-endpoints",
+            ProxyError::CircuitOpen { .. } => "circuit-open",
+            ProxyError::ClientBody { .. } => "bad-request",
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::ConnectFailed { .. } => "connect-failed",
             ProxyError::UpstreamReset { .. } => "upstream-reset",
@@ -55,9 +61,10 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ProxyError::NoEndpoints { .. } | ProxyError::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoEndpoints { .. }
+            | ProxyError::Overloaded { .. }
+            | ProxyError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
                 StatusCode::BAD_GATEWAY
             }

@@ -4,8 +4,10 @@
 //! response headers only), upstream error classification, WebSocket/Upgrade tunnels.
 //! This is the slot where the resilience layers (retries, breakers, P2C) go.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::Body;
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
@@ -15,75 +17,261 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, Instrument};
 
+use super::body::UpstreamBody;
 use super::error::{from_client_error, ProxyError};
 use super::headers;
-use crate::config::model::Protocol;
+use crate::config::model::{Protocol, RouteRetry};
+use crate::resilience::retry::is_idempotent_method;
+use crate::resilience::{should_retry, Outcome, Permit, RetryBudget, Unavailable};
 use crate::snapshot::BackendState;
 
-/// Sends `req` to an endpoint of `backend` using the client of worker `worker`.
+/// How one request is sent: the backend, the worker's pool, the route's timeouts and retries.
+pub struct Call<'a> {
+    pub backend: &'a BackendState,
+    pub worker: usize,
+    /// Until response headers, all tries included; zero = none.
+    pub timeout: Duration,
+    pub retry: Option<&'a RouteRetry>,
+    pub budget: Option<&'a RetryBudget>,
+    /// Route label of `outrider_retries_total`, and its exhausted-budget counter.
+    pub route: &'a str,
+    pub budget_exhausted: Option<&'a prometheus::IntCounter>,
+    pub retries: Option<&'a prometheus::IntCounterVec>,
+}
+
+/// A response and the backend slot it holds until its body ends.
+pub struct Forwarded {
+    pub response: Response<Incoming>,
+    pub permit: Permit,
+}
+
+/// Sends `req` to an endpoint of the backend: concurrency slot, endpoint choice, tries with
+/// per-try timeouts, outcome reports (EWMA, penalties, ejection), and retries when the
+/// route allows them, its budget has room, and the request can be replayed safely.
 pub async fn forward(
-    backend: &BackendState,
-    worker: usize,
-    mut req: Request<Incoming>,
+    call: Call<'_>,
+    req: Request<Incoming>,
     authority: Option<HeaderValue>,
-    timeout: Duration,
-) -> Result<Response<Incoming>, ProxyError> {
-    if backend.endpoints.is_empty() {
-        return Err(ProxyError::NoEndpoints {
-            backend: backend.backend.name.clone(),
-        });
+) -> Result<Forwarded, ProxyError> {
+    let backend = call.backend;
+    let name = &backend.backend.name;
+    let started = Instant::now();
+    let deadline = (!call.timeout.is_zero()).then(|| started + call.timeout);
+    let timeout_err = || ProxyError::Timeout {
+        backend: name.clone(),
+        timeout: call.timeout,
+    };
+    let permit = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.into(), backend.policy.acquire()).await {
+            Ok(p) => p,
+            Err(_) => return Err(timeout_err()),
+        },
+        None => backend.policy.acquire().await,
     }
-    let ep = &backend.endpoints[backend.rr.pick(backend.endpoints.len())];
-    let pq = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(ep.authority.clone());
-    parts.path_and_query = Some(pq);
-    *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a valid URI");
-    match backend.backend.protocol {
-        Protocol::Http2 => *req.version_mut() = Version::HTTP_2,
+    .map_err(|o| ProxyError::Overloaded {
+        what: format!("backend {name} ({o})"),
+    })?;
+
+    let (mut parts, incoming) = req.into_parts();
+    let mut body = Some(incoming);
+    prepare(&mut parts, backend.backend.protocol, authority);
+    let upgrade = parts.headers.contains_key(http::header::UPGRADE);
+    let settings = call.retry.map(|r| &r.settings);
+    let mut attempts = settings.map_or(1, |s| s.attempts);
+    // Replay needs the whole body in memory: only small bodies of known length are buffered.
+    let replay: Option<Bytes> = match settings {
+        Some(s) if attempts > 1 && !upgrade => {
+            let b = body.take().expect("the body is taken once");
+            match b.size_hint().exact() {
+                Some(0) if b.is_end_stream() => Some(Bytes::new()),
+                Some(n) if n <= s.max_body as u64 => {
+                    let collected = http_body_util::BodyExt::collect(b)
+                        .await
+                        .map_err(|e| ProxyError::ClientBody { source: e.into() })?;
+                    Some(collected.to_bytes())
+                }
+                _ => {
+                    body = Some(b);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut stream_body = match body {
+        Some(b) => {
+            attempts = 1;
+            Some(UpstreamBody::Stream(b))
+        }
+        None => None,
+    };
+    let idempotent =
+        is_idempotent_method(&parts.method) || call.retry.is_some_and(|r| r.non_idempotent);
+    if let Some(b) = call.budget {
+        b.deposit();
+    }
+    let mut avoid = None;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let now = Instant::now();
+        let pick = backend
+            .policy
+            .pick(&backend.eps, avoid, now.into())
+            .map_err(|u| match u {
+                Unavailable::NoEndpoints => ProxyError::NoEndpoints {
+                    backend: name.clone(),
+                },
+                Unavailable::CircuitOpen => ProxyError::CircuitOpen {
+                    backend: name.clone(),
+                },
+            })?;
+        let ep = &backend.eps[pick.index];
+        let authority = &backend.authorities[pick.index];
+        let body = match (&replay, stream_body.take()) {
+            (Some(bytes), _) => UpstreamBody::Bytes(Some(bytes.clone())),
+            (None, Some(b)) => b,
+            (None, None) => unreachable!("a streamed body allows one try"),
+        };
+        let req = build(&parts, authority, body, tries < attempts);
+        let in_flight = ep.stats.start();
+        let per_try = settings.and_then(|s| s.per_try_timeout).map(|t| now + t);
+        let until = match (per_try, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let call_fut = backend.clients[call.worker].request(req);
+        let result = match until {
+            Some(u) => tokio::time::timeout_at(u.into(), call_fut)
+                .await
+                .map_err(|_| ()),
+            None => Ok(call_fut.await),
+        };
+        drop(in_flight);
+        let latency = now.elapsed();
+        let (outcome, result) = match result {
+            Ok(Ok(rsp)) => (Outcome::Status(rsp.status().as_u16()), Ok(rsp)),
+            Ok(Err(e)) => {
+                let outcome = classify(&e);
+                (outcome, Err(from_client_error(e, name, authority.as_str())))
+            }
+            Err(()) => (Outcome::Timeout, Err(timeout_err())),
+        };
+        let retry_after = result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.headers().get(http::header::RETRY_AFTER));
+        backend.policy.report(
+            &backend.eps,
+            pick,
+            outcome,
+            latency,
+            retry_after,
+            Instant::now().into(),
+        );
+        let retryable = tries < attempts
+            && settings
+                .is_some_and(|s| should_retry(&s.on, outcome, idempotent, replay.is_some(), false))
+            && deadline.is_none_or(|d| Instant::now() < d);
+        if !retryable {
+            return match result {
+                Ok(response) => Ok(Forwarded { response, permit }),
+                // The route deadline, not the per-try one, decides what the client is told.
+                Err(ProxyError::Timeout { .. })
+                    if deadline.is_some_and(|d| Instant::now() >= d) =>
+                {
+                    Err(timeout_err())
+                }
+                Err(e) => Err(e),
+            };
+        }
+        if !call.budget.is_none_or(|b| b.withdraw()) {
+            if let Some(c) = call.budget_exhausted {
+                c.inc();
+            }
+            return result.map(|response| Forwarded { response, permit });
+        }
+        if let Some(c) = call.retries {
+            c.with_label_values(&[call.route, name, outcome_reason(outcome).as_str()])
+                .inc();
+        }
+        debug!(try_number = tries, outcome = %outcome_reason(outcome), "retrying on another endpoint");
+        avoid = Some(pick.index);
+        drop(result);
+        let pause = settings.map_or(Duration::ZERO, |s| s.backoff.delay(tries - 1));
+        let wake = Instant::now() + pause;
+        if deadline.is_some_and(|d| wake >= d) {
+            return Err(timeout_err());
+        }
+        tokio::time::sleep_until(wake.into()).await;
+    }
+}
+
+/// Rewrites what does not change between tries: version and Host.
+fn prepare(parts: &mut http::request::Parts, protocol: Protocol, authority: Option<HeaderValue>) {
+    match protocol {
+        Protocol::Http2 => parts.version = Version::HTTP_2,
         Protocol::Http1 | Protocol::Auto => {
-            *req.version_mut() = Version::HTTP_11;
+            parts.version = Version::HTTP_11;
             // HTTP/2 clients send :authority, not Host; an HTTP/1.1 upstream needs Host.
-            if !req.headers().contains_key(header::HOST) {
+            if !parts.headers.contains_key(header::HOST) {
                 if let Some(a) = authority {
-                    req.headers_mut().insert(header::HOST, a);
+                    parts.headers.insert(header::HOST, a);
                 }
             }
         }
     }
-    ep.active.fetch_add(1, Ordering::Relaxed);
-    let _active = ActiveGuard(&ep.active);
-    let call = backend.clients[worker].request(req);
-    let result = if timeout.is_zero() {
-        call.await
-    } else {
-        match tokio::time::timeout(timeout, call).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(ProxyError::Timeout {
-                    backend: backend.backend.name.clone(),
-                    timeout,
-                })
-            }
-        }
-    };
-    let mut rsp =
-        result.map_err(|e| from_client_error(e, &backend.backend.name, ep.authority.as_str()))?;
-    // The client connection has its own version; an HTTP/1.0 upstream must not downgrade it.
-    *rsp.version_mut() = Version::HTTP_11;
-    Ok(rsp)
 }
 
-struct ActiveGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+/// The request of one try. With `more` tries possible the parts are cloned, else taken.
+fn build(
+    parts: &http::request::Parts,
+    authority: &http::uri::Authority,
+    body: UpstreamBody,
+    _more: bool,
+) -> Request<UpstreamBody> {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(pq);
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
 
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
+    if e.is_connect() {
+        return Outcome::ConnectFailure;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return Outcome::RefusedStream;
+            }
+        }
+        cur = err.source();
+    }
+    // We cannot tell whether the upstream saw the request: assume it did (the safe side).
+    Outcome::Reset { request_sent: true }
+}
+
+/// Label of `outrider_retries_total{reason}`: the outcome of the try being repeated.
+fn outcome_reason(o: Outcome) -> String {
+    match o {
+        Outcome::ConnectFailure => "connect-failure".into(),
+        Outcome::RefusedStream => "refused-stream".into(),
+        Outcome::Reset { .. } => "reset".into(),
+        Outcome::Timeout => "timeout".into(),
+        Outcome::Status(s) => s.to_string(),
     }
 }
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::body::ProxyBody;
+use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
-use super::forward::{forward, spawn_tunnel, take_upgrade};
+use super::forward::{forward, spawn_tunnel, take_upgrade, Call};
 use super::headers;
 use super::{ConnGuard, Worker};
 use crate::config::validate::defaults;
@@ -122,9 +122,18 @@ impl Inbound {
         }
         headers::append_forwarded_for(h, self.peer.ip());
 
-        let result = forward(app, self.worker.id, req, authority, Duration::ZERO).await;
-        let mut rsp = match result {
-            Ok(rsp) => rsp,
+        let call = Call {
+            backend: app,
+            worker: self.worker.id,
+            timeout: Duration::ZERO,
+            retry: None,
+            budget: None,
+            route: "",
+            budget_exhausted: None,
+            retries: None,
+        };
+        let (mut rsp, backend_permit) = match forward(call, req, authority).await {
+            Ok(f) => (f.response, f.permit),
             Err(e) => {
                 metrics.count(e.status().as_u16());
                 metrics.duration.observe(start.elapsed().as_secs_f64());
@@ -139,6 +148,10 @@ impl Inbound {
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
         headers::mark_event_stream(rsp.headers_mut());
-        Ok(rsp.map(|b| ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, permit)))
+        let guards = Guards {
+            inbound: permit,
+            backend: Some(backend_permit),
+        };
+        Ok(rsp.map(|b| ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, guards)))
     }
 }

@@ -10,9 +10,9 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::body::ProxyBody;
+use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
-use super::forward::{forward, spawn_tunnel, take_upgrade};
+use super::forward::{forward, spawn_tunnel, take_upgrade, Call};
 use super::headers;
 use super::{ConnGuard, Worker};
 use crate::balance;
@@ -95,9 +95,18 @@ impl Outbound {
         headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
         headers::apply_edits(req.headers_mut(), &route.request_headers);
 
-        let result = forward(backend, self.worker.id, req, authority, route.timeout).await;
-        let mut rsp = match result {
-            Ok(rsp) => rsp,
+        let call = Call {
+            backend,
+            worker: self.worker.id,
+            timeout: route.timeout,
+            retry: route.retry.as_ref().filter(|_| upgrade.is_none()),
+            budget: rs.budget.as_deref(),
+            route: &route.name,
+            budget_exhausted: Some(&rs.budget_exhausted),
+            retries: Some(&self.worker.shared.metrics.retries),
+        };
+        let (mut rsp, permit) = match forward(call, req, authority).await {
+            Ok(f) => (f.response, f.permit),
             Err(e) => {
                 metrics.count(e.status().as_u16());
                 metrics.duration.observe(start.elapsed().as_secs_f64());
@@ -113,6 +122,10 @@ impl Outbound {
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
         headers::mark_event_stream(rsp.headers_mut());
         headers::apply_edits(rsp.headers_mut(), &route.response_headers);
-        Ok(rsp.map(|b| ProxyBody::upstream(b, route.idle_timeout, None)))
+        let guards = Guards {
+            inbound: None,
+            backend: Some(permit),
+        };
+        Ok(rsp.map(|b| ProxyBody::upstream(b, route.idle_timeout, guards)))
     }
 }

@@ -16,6 +16,7 @@ fn route(name: &str, host: HostMatch, path: PathMatch) -> Route {
         idle_timeout: std::time::Duration::from_secs(1),
         request_headers: HeaderEdits::default(),
         response_headers: HeaderEdits::default(),
+        retry: None,
     }
 }
 

@@ -45,6 +45,11 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounterVec,
     pub tls_cert_expiry: GaugeVec,
     pub authz_denied: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub retry_budget_exhausted: IntCounterVec,
+    pub backend_active_requests: IntGaugeVec,
+    pub circuit_breaker_open: IntGaugeVec,
+    pub outlier_ejections: IntCounterVec,
 }
 
 impl Metrics {
@@ -140,6 +145,46 @@ impl Metrics {
             &["direction", "peer"],
         )
         .expect("valid metric");
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "outrider_retries_total",
+                "Retries sent, by the outcome of the try they repeat.",
+            ),
+            &["route", "backend", "reason"],
+        )
+        .expect("valid metric");
+        let retry_budget_exhausted = IntCounterVec::new(
+            Opts::new(
+                "outrider_retry_budget_exhausted_total",
+                "Retries not sent because the route's budget was spent.",
+            ),
+            &["route"],
+        )
+        .expect("valid metric");
+        let backend_active_requests = IntGaugeVec::new(
+            Opts::new(
+                "outrider_backend_active_requests",
+                "Requests holding a backend concurrency slot.",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
+        let circuit_breaker_open = IntGaugeVec::new(
+            Opts::new(
+                "outrider_circuit_breaker_open",
+                "1 while every endpoint of the backend is ejected or unhealthy.",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
+        let outlier_ejections = IntCounterVec::new(
+            Opts::new(
+                "outrider_outlier_ejections_total",
+                "Endpoints ejected by outlier detection.",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("outrider_build_info", "Build information; always 1."),
             &["version", "commit"],
@@ -163,6 +208,11 @@ impl Metrics {
             Box::new(tls_handshake_errors.clone()),
             Box::new(tls_cert_expiry.clone()),
             Box::new(authz_denied.clone()),
+            Box::new(retries.clone()),
+            Box::new(retry_budget_exhausted.clone()),
+            Box::new(backend_active_requests.clone()),
+            Box::new(circuit_breaker_open.clone()),
+            Box::new(outlier_ejections.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -181,6 +231,11 @@ impl Metrics {
             tls_handshake_errors,
             tls_cert_expiry,
             authz_denied,
+            retries,
+            retry_budget_exhausted,
+            backend_active_requests,
+            circuit_breaker_open,
+            outlier_ejections,
         }
     }
 
