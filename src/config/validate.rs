@@ -577,8 +577,7 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend, has_tls: bool) -> mode
 
 /// `balance`, `circuit_breaker`, `health_check` -> `resilience::Settings`.
 fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilience::Settings {
-    let mut s = resilience::Settings::default();
-    s.balance = match b.balance.as_deref() {
+    let balance = match b.balance.as_deref() {
         None | Some("p2c-ewma") => BalanceKind::P2cEwma,
         Some("least-request") => BalanceKind::LeastRequest,
         Some("round-robin") => BalanceKind::RoundRobin,
@@ -590,6 +589,7 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
             BalanceKind::P2cEwma
         }
     };
+    let mut s = resilience::Settings { balance, ..Default::default() };
     if let Some(cb) = &b.circuit_breaker {
         let p = format!("{path}.circuit_breaker");
         let positive = |cx: &mut Ctx, key: &str, v: Option<u32>, default: usize| -> usize {
