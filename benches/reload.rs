@@ -68,6 +68,7 @@ fn main() {
     let deps = Deps {
         metrics: Metrics::new(),
         workers: 1,
+        runtime: None,
         tls: None,
     };
     let dir = std::env::temp_dir().join(format!("outrider-bench-{}", std::process::id()));
