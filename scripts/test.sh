@@ -21,4 +21,7 @@ need_pkg() { # need_pkg COMMAND DEBIAN_PACKAGE
 
 need_pkg promtool prometheus
 
+# Prometheus scrape config, alert rules (promtool check + unit tests) and the dashboard.
+scripts/check-deploy.sh
+
 cargo test --locked "$@"
