@@ -589,7 +589,10 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
             BalanceKind::P2cEwma
         }
     };
-    let mut s = resilience::Settings { balance, ..Default::default() };
+    let mut s = resilience::Settings {
+        balance,
+        ..Default::default()
+    };
     if let Some(cb) = &b.circuit_breaker {
         let p = format!("{path}.circuit_breaker");
         let positive = |cx: &mut Ctx, key: &str, v: Option<u32>, default: usize| -> usize {
