@@ -21,6 +21,7 @@ use crate::config::Loaded;
 use crate::proxy::{self, ConnTracker, Lifecycle, Shared, Worker};
 use crate::reload::{Attempt, Reloader, Trigger};
 use crate::snapshot::{Deps, Snapshot};
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::{Direction, Metrics};
 use crate::tls::TlsStore;
 
@@ -66,6 +67,7 @@ pub struct AppHandle {
     lifecycle_tx: Arc<watch::Sender<Lifecycle>>,
     done: watch::Receiver<bool>,
     reloader: Arc<Reloader>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 type ListenerSet = Vec<(std::net::TcpListener, Direction)>;
@@ -139,6 +141,17 @@ impl App {
         };
         let path = loaded.path.clone();
         let snapshot = Snapshot::build(loaded, 1, &deps, None);
+        let access_log = match &config.access_log {
+            Some(target) => Some(Arc::new(
+                AccessLog::start(target.clone(), metrics.access_log_dropped.clone()).map_err(
+                    |source| Error::Start {
+                        what: "access log",
+                        source,
+                    },
+                )?,
+            )),
+            None => None,
+        };
         let (lifecycle_tx, lifecycle_rx) = watch::channel(Lifecycle::Running);
         let lifecycle_tx = Arc::new(lifecycle_tx);
         let shared = Arc::new(Shared {
@@ -146,7 +159,9 @@ impl App {
             metrics,
             lifecycle: lifecycle_rx,
             tls: tls.clone(),
+            access_log,
         });
+        let shared_access_log = shared.access_log.clone();
         let reloader = Arc::new(Reloader::new(shared.clone(), path, deps));
         // Watch before serving so no edit made after `start` returns can be missed.
         let watch = match reloader.path() {
@@ -254,6 +269,7 @@ impl App {
             lifecycle_tx,
             done,
             reloader,
+            access_log: shared_access_log,
         })
     }
 }
@@ -357,6 +373,13 @@ impl AppHandle {
             }
             running
         });
+    }
+
+    /// Reopens the access log file (what SIGUSR1 does, for logrotate).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.access_log {
+            log.reopen();
+        }
     }
 
     /// Re-reads the config file and applies it (what SIGHUP does).

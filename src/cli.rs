@@ -191,12 +191,18 @@ fn run(path: Option<&Path>, workers: Option<usize>) -> ExitCode {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
         let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+        let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler installs");
         let mut done = handle.done();
         let mut signals = 0;
         loop {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = usr1.recv() => {
+                    info!("SIGUSR1: reopening the access log");
+                    handle.reopen_logs();
+                    continue;
+                }
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading the config");
                     // This runtime only waits for signals: blocking it for a reload is fine.

@@ -5,6 +5,7 @@
 //! shutdown on drain) and connection accounting. The per-direction request handling lives in
 //! `outbound` and `inbound`, the only places where a direction's request path is put together.
 
+pub mod audit;
 pub mod body;
 pub mod connect;
 pub mod error;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub lifecycle: watch::Receiver<Lifecycle>,
     /// The sidecar's TLS material (inbound mTLS server side), when configured.
     pub tls: Option<Arc<crate::tls::TlsStore>>,
+    /// The access log writer, when `access_log` is configured.
+    pub access_log: Option<Arc<crate::telemetry::access_log::AccessLog>>,
 }
 
 /// One worker thread's view: the shared inputs plus its index (selects its connection pools).

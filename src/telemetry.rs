@@ -2,7 +2,9 @@
 //!
 //! Owns: `OUTRIDER_LOG` (EnvFilter syntax, default `info`) and `--log-format pretty|json`.
 
+pub mod access_log;
 pub mod metrics;
+pub mod propagation;
 
 use std::io::IsTerminal;
 

@@ -25,6 +25,10 @@ pub struct Config {
     pub inbound: Option<Inbound>,
     pub outbound: Option<Outbound>,
     pub backends: Vec<Backend>,
+    /// Trace propagation (always on; `tracing` tunes it).
+    pub tracing: crate::telemetry::propagation::Settings,
+    /// `None`: no access log.
+    pub access_log: Option<crate::telemetry::access_log::Target>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -40,9 +40,9 @@ pub struct File<R = serde_yaml::Value, B = serde_yaml::Value> {
     #[serde(default = "Vec::new")]
     pub backends: Vec<B>,
     #[serde(default)]
-    pub tracing: Unsupported,
+    pub tracing: Option<Tracing>,
     #[serde(default)]
-    pub access_log: Unsupported,
+    pub access_log: Option<AccessLog>,
     #[serde(default)]
     pub registration: Unsupported,
     #[serde(default)]
@@ -55,6 +55,26 @@ pub struct File<R = serde_yaml::Value, B = serde_yaml::Value> {
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     pub listen: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    #[serde(default)]
+    pub propagation: Option<Vec<String>>,
+    #[serde(default)]
+    pub sample_ratio: Option<f64>,
+    #[serde(default)]
+    pub otlp: Unsupported,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

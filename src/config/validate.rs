@@ -180,9 +180,12 @@ where
         );
     }
     let (identity, tls) = tls_section(&mut cx, file.identity.as_deref(), file.tls.as_ref());
+    let tracing = tracing_section(&mut cx, file.tracing.as_ref());
+    let access_log = file
+        .access_log
+        .as_ref()
+        .and_then(|a| access_log_section(&mut cx, a));
     for (path, present) in [
-        ("tracing", file.tracing.is_some()),
-        ("access_log", file.access_log.is_some()),
         ("registration", file.registration.is_some()),
         ("gateway", file.gateway.is_some()),
         ("mcp", file.mcp.is_some()),
@@ -273,6 +276,8 @@ where
         inbound,
         outbound,
         backends,
+        tracing,
+        access_log,
     };
     let typed = schema::File {
         version: file.version,
@@ -346,6 +351,65 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
         max_header_bytes,
         header_read_timeout,
         max_concurrent_streams,
+    }
+}
+
+fn tracing_section(
+    cx: &mut Ctx,
+    t: Option<&schema::Tracing>,
+) -> crate::telemetry::propagation::Settings {
+    let mut s = crate::telemetry::propagation::Settings::default();
+    let Some(t) = t else { return s };
+    if let Some(list) = &t.propagation {
+        s.w3c = false;
+        s.b3 = false;
+        for (i, p) in list.iter().enumerate() {
+            match p.as_str() {
+                "w3c" => s.w3c = true,
+                "b3" => s.b3 = true,
+                other => cx.err(
+                    &format!("tracing.propagation[{i}]"),
+                    format!("unknown propagation `{other}`: expected w3c or b3"),
+                ),
+            }
+        }
+    }
+    if let Some(r) = t.sample_ratio {
+        if !(0.0..=1.0).contains(&r) {
+            cx.err(
+                "tracing.sample_ratio",
+                "sample_ratio must be between 0.0 and 1.0",
+            );
+        }
+        s.sample_ratio = r.clamp(0.0, 1.0);
+    }
+    cx.unsupported("tracing.otlp", t.otlp.is_some());
+    s
+}
+
+fn access_log_section(
+    cx: &mut Ctx,
+    a: &schema::AccessLog,
+) -> Option<crate::telemetry::access_log::Target> {
+    use crate::telemetry::access_log::Target;
+    match a.format.as_deref() {
+        None | Some("json") => {}
+        Some(f) => cx.err(
+            "access_log.format",
+            format!("unknown access_log format `{f}`: expected json"),
+        ),
+    }
+    match a.path.as_deref() {
+        None | Some("stdout") | Some("-") => Some(Target::Stdout),
+        Some("off") => None,
+        Some(p) if p.is_empty() => {
+            cx.err(
+                "access_log.path",
+                "access_log.path must not be empty (use stdout or a file path)",
+            );
+            None
+        }
+        Some(p) => Some(Target::File(p.into())),
     }
 }
 

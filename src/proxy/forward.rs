@@ -39,6 +39,14 @@ pub struct Call<'a> {
     pub retries: Option<&'a prometheus::IntCounterVec>,
 }
 
+/// What the tries did, for the access log (filled on success and on failure).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TryInfo {
+    pub attempts: u32,
+    /// The endpoint of the last try.
+    pub upstream: Option<std::net::SocketAddr>,
+}
+
 /// A response and the backend slot it holds until its body ends.
 pub struct Forwarded {
     pub response: Response<Incoming>,
@@ -52,6 +60,7 @@ pub async fn forward(
     call: Call<'_>,
     req: Request<Incoming>,
     authority: Option<HeaderValue>,
+    info: &mut TryInfo,
 ) -> Result<Forwarded, ProxyError> {
     let backend = call.backend;
     let name = &backend.backend.name;
@@ -127,6 +136,8 @@ pub async fn forward(
                 },
             })?;
         let ep = &backend.eps[pick.index];
+        info.attempts = tries;
+        info.upstream = Some(ep.addr);
         let authority = &backend.authorities[pick.index];
         let body = match (&replay, stream_body.take()) {
             (Some(bytes), _) => UpstreamBody::Bytes(Some(bytes.clone())),

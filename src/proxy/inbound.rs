@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use super::audit;
 use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
-use super::forward::{forward, spawn_tunnel, take_upgrade, Call};
+use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
 use super::{ConnGuard, Worker};
 use crate::config::validate::defaults;
 use crate::telemetry::metrics::Direction;
+use crate::telemetry::propagation;
 
 #[derive(Clone)]
 pub struct Inbound {
@@ -49,8 +51,11 @@ impl Inbound {
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let start = Instant::now();
         let request_id = headers::ensure_request_id(req.headers_mut());
-        let mut rsp = match self.forward(req, start).await {
-            Ok(rsp) => rsp,
+        let log = self.worker.shared.access_log.clone();
+        let line = log.as_ref().map(|_| audit::Start::capture(&req, start));
+        let mut meta = audit::Meta::default();
+        let (mut rsp, error) = match self.forward(req, start, &mut meta).await {
+            Ok(rsp) => (rsp, None),
             Err(err) => {
                 tracing::debug!(error = %err, "inbound request failed");
                 self.worker
@@ -58,9 +63,18 @@ impl Inbound {
                     .metrics
                     .proxy_error(Direction::Inbound, err.reason())
                     .inc();
-                rescue(&err)
+                (rescue(&err), Some(err.reason()))
             }
         };
+        if let (Some(log), Some(line)) = (&log, &line) {
+            let out = audit::Outcome {
+                status: rsp.status().as_u16(),
+                error,
+                request_id: &request_id,
+                peer_identity: self.identity.as_deref(),
+            };
+            audit::record(log, Direction::Inbound, line, &meta, out);
+        }
         rsp.headers_mut().insert(headers::X_REQUEST_ID, request_id);
         Ok(rsp)
     }
@@ -69,6 +83,7 @@ impl Inbound {
         &self,
         mut req: Request<Incoming>,
         start: Instant,
+        meta: &mut audit::Meta,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let shared = &self.worker.shared;
         let snap = shared.snapshot.load_full();
@@ -121,6 +136,8 @@ impl Inbound {
             h.insert(headers::X_OUTRIDER_PEER_IDENTITY, id);
         }
         headers::append_forwarded_for(h, self.peer.ip());
+        meta.span = Some(propagation::propagate(h, &snap.loaded.config.tracing));
+        meta.backend.push_str(crate::snapshot::APP_BACKEND);
 
         let call = Call {
             backend: app,
@@ -132,7 +149,11 @@ impl Inbound {
             budget_exhausted: None,
             retries: None,
         };
-        let (mut rsp, backend_permit) = match forward(call, req, authority).await {
+        let mut info = TryInfo::default();
+        let result = forward(call, req, authority, &mut info).await;
+        meta.attempts = info.attempts;
+        meta.upstream = info.upstream;
+        let (mut rsp, backend_permit) = match result {
             Ok(f) => (f.response, f.permit),
             Err(e) => {
                 metrics.count(e.status().as_u16());

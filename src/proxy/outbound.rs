@@ -10,14 +10,16 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use super::audit;
 use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
-use super::forward::{forward, spawn_tunnel, take_upgrade, Call};
+use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
 use super::{ConnGuard, Worker};
 use crate::balance;
 use crate::routing;
 use crate::telemetry::metrics::Direction;
+use crate::telemetry::propagation;
 
 #[derive(Clone)]
 pub struct Outbound {
@@ -39,8 +41,11 @@ impl Outbound {
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let start = Instant::now();
         let request_id = headers::ensure_request_id(req.headers_mut());
-        let mut rsp = match self.route(req, start).await {
-            Ok(rsp) => rsp,
+        let log = self.worker.shared.access_log.clone();
+        let line = log.as_ref().map(|_| audit::Start::capture(&req, start));
+        let mut meta = audit::Meta::default();
+        let (mut rsp, error) = match self.route(req, start, &mut meta).await {
+            Ok(rsp) => (rsp, None),
             Err(err) => {
                 tracing::debug!(error = %err, "outbound request failed");
                 self.worker
@@ -48,9 +53,18 @@ impl Outbound {
                     .metrics
                     .proxy_error(Direction::Outbound, err.reason())
                     .inc();
-                rescue(&err)
+                (rescue(&err), Some(err.reason()))
             }
         };
+        if let (Some(log), Some(line)) = (&log, &line) {
+            let out = audit::Outcome {
+                status: rsp.status().as_u16(),
+                error,
+                request_id: &request_id,
+                peer_identity: None,
+            };
+            audit::record(log, Direction::Outbound, line, &meta, out);
+        }
         rsp.headers_mut().insert(headers::X_REQUEST_ID, request_id);
         Ok(rsp)
     }
@@ -59,8 +73,14 @@ impl Outbound {
         &self,
         mut req: Request<Incoming>,
         start: Instant,
+        meta: &mut audit::Meta,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let snap = self.worker.shared.snapshot.load_full();
+        // Every request gets its hop's span, routed or not (the access log shows it).
+        meta.span = Some(propagation::propagate(
+            req.headers_mut(),
+            &snap.loaded.config.tracing,
+        ));
         // Absolute-form (proxy style) and HTTP/2 requests carry the authority in the URI.
         let authority: Option<HeaderValue> = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -94,6 +114,10 @@ impl Outbound {
         let upgrade = take_upgrade(&mut req);
         headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
         headers::apply_edits(req.headers_mut(), &route.request_headers);
+        if self.worker.shared.access_log.is_some() {
+            meta.route.clone_from(&route.name);
+            meta.backend.clone_from(&backend.backend.name);
+        }
 
         let call = Call {
             backend,
@@ -105,7 +129,11 @@ impl Outbound {
             budget_exhausted: Some(&rs.budget_exhausted),
             retries: Some(&self.worker.shared.metrics.retries),
         };
-        let (mut rsp, permit) = match forward(call, req, authority).await {
+        let mut info = TryInfo::default();
+        let result = forward(call, req, authority, &mut info).await;
+        meta.attempts = info.attempts;
+        meta.upstream = info.upstream;
+        let (mut rsp, permit) = match result {
             Ok(f) => (f.response, f.permit),
             Err(e) => {
                 metrics.count(e.status().as_u16());

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub backend_active_requests: IntGaugeVec,
     pub circuit_breaker_open: IntGaugeVec,
     pub outlier_ejections: IntCounterVec,
+    pub access_log_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -185,6 +186,11 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric");
+        let access_log_dropped = IntCounter::new(
+            "outrider_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind (never blocks requests).",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("outrider_build_info", "Build information; always 1."),
             &["version", "commit"],
@@ -213,6 +219,7 @@ impl Metrics {
             Box::new(backend_active_requests.clone()),
             Box::new(circuit_breaker_open.clone()),
             Box::new(outlier_ejections.clone()),
+            Box::new(access_log_dropped.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -236,6 +243,7 @@ impl Metrics {
             backend_active_requests,
             circuit_breaker_open,
             outlier_ejections,
+            access_log_dropped,
         }
     }
 

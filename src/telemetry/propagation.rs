@@ -1,0 +1,217 @@
+//! Trace context across hops: W3C `traceparent` (with `tracestate` passed through) and B3
+//! (single `b3` and multi `x-b3-*`), continued with a new span id per hop or started.
+//!
+//! Owns: parsing and rewriting those headers on the request going upstream, and the
+//! sampling decision for new traces. Does not own: exporting spans or logging.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const B3: HeaderName = HeaderName::from_static("b3");
+pub const X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
+pub const X_B3_SPANID: HeaderName = HeaderName::from_static("x-b3-spanid");
+pub const X_B3_PARENTSPANID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+pub const X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+
+/// Which formats a sidecar reads and writes (`tracing.propagation`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub w3c: bool,
+    pub b3: bool,
+    /// Probability that a trace started here is sampled (0.0..=1.0).
+    pub sample_ratio: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            w3c: true,
+            b3: true,
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+/// The span of this hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub trace_id: u128,
+    pub span_id: u64,
+    /// The caller's span, when the trace was continued.
+    pub parent_id: Option<u64>,
+    pub sampled: bool,
+}
+
+impl Span {
+    pub fn trace_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    pub fn span_hex(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    pub fn parent_hex(&self) -> Option<String> {
+        self.parent_id.map(|p| format!("{p:016x}"))
+    }
+}
+
+/// Continues (or starts) the trace of a request and rewrites its headers for the next hop.
+pub fn propagate(headers: &mut HeaderMap, s: &Settings) -> Span {
+    let incoming = parse_traceparent(headers).filter(|_| s.w3c).or_else(|| {
+        if s.b3 {
+            parse_b3(headers)
+        } else {
+            None
+        }
+    });
+    let span = match incoming {
+        Some((trace_id, parent, sampled)) => Span {
+            trace_id,
+            span_id: new_span_id(),
+            parent_id: Some(parent),
+            sampled,
+        },
+        None => Span {
+            trace_id: nonzero_u128(),
+            span_id: new_span_id(),
+            parent_id: None,
+            sampled: s.sample_ratio >= 1.0 || fastrand::f64() < s.sample_ratio,
+        },
+    };
+    if s.w3c {
+        let v = format!(
+            "00-{:032x}-{:016x}-{}",
+            span.trace_id,
+            span.span_id,
+            if span.sampled { "01" } else { "00" }
+        );
+        headers.insert(
+            TRACEPARENT,
+            HeaderValue::from_str(&v).expect("hex is a valid header value"),
+        );
+    }
+    if s.b3 {
+        rewrite_b3(headers, &span);
+    }
+    span
+}
+
+fn new_span_id() -> u64 {
+    loop {
+        let v = fastrand::u64(..);
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn nonzero_u128() -> u128 {
+    loop {
+        let v = fastrand::u128(..);
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// `00-<32 hex trace>-<16 hex parent>-<2 hex flags>`; all-zero ids are invalid.
+fn parse_traceparent(h: &HeaderMap) -> Option<(u128, u64, bool)> {
+    let v = h.get(&TRACEPARENT)?.to_str().ok()?.trim();
+    let mut parts = v.split('-');
+    let version = parts.next()?;
+    let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
+    if version.len() != 2
+        || version == "ff"
+        || trace.len() != 32
+        || parent.len() != 16
+        || flags.len() != 2
+    {
+        return None;
+    }
+    // Version 00 has exactly four fields; later versions may append more.
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
+    let parent_id = u64::from_str_radix(parent, 16).ok().filter(|p| *p != 0)?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    if trace.bytes().any(|b| b.is_ascii_uppercase())
+        || parent.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    Some((trace_id, parent_id, flags & 1 == 1))
+}
+
+fn parse_b3(h: &HeaderMap) -> Option<(u128, u64, bool)> {
+    if let Some(v) = h.get(&B3).and_then(|v| v.to_str().ok()) {
+        // {trace}-{span}[-{sampled}[-{parent}]]; a lone "0"/"1"/"d" carries no context.
+        let mut it = v.trim().split('-');
+        let trace = parse_b3_trace(it.next()?)?;
+        let span = u64::from_str_radix(it.next()?, 16)
+            .ok()
+            .filter(|s| *s != 0)?;
+        let sampled = !matches!(it.next(), Some("0"));
+        return Some((trace, span, sampled));
+    }
+    let trace = parse_b3_trace(h.get(&X_B3_TRACEID)?.to_str().ok()?)?;
+    let span = u64::from_str_radix(h.get(&X_B3_SPANID)?.to_str().ok()?, 16)
+        .ok()
+        .filter(|s| *s != 0)?;
+    let sampled = !matches!(
+        h.get(&X_B3_SAMPLED).and_then(|v| v.to_str().ok()),
+        Some("0" | "false")
+    );
+    Some((trace, span, sampled))
+}
+
+/// B3 trace ids are 16 or 32 hex digits (64-bit ids are left-padded).
+fn parse_b3_trace(s: &str) -> Option<u128> {
+    (s.len() == 16 || s.len() == 32)
+        .then(|| u128::from_str_radix(s, 16).ok())
+        .flatten()
+        .filter(|t| *t != 0)
+}
+
+/// B3 is continued only in the format(s) the caller used.
+fn rewrite_b3(h: &mut HeaderMap, span: &Span) {
+    let sampled = if span.sampled { "1" } else { "0" };
+    if h.contains_key(&B3) {
+        let mut v = format!("{:032x}-{:016x}-{sampled}", span.trace_id, span.span_id);
+        if let Some(p) = span.parent_id {
+            v.push_str(&format!("-{p:016x}"));
+        }
+        h.insert(
+            B3,
+            HeaderValue::from_str(&v).expect("hex is a valid header value"),
+        );
+    }
+    if h.contains_key(&X_B3_TRACEID) {
+        // Keep the caller's trace id width (64-bit ids stay 64-bit).
+        let width = h.get(&X_B3_TRACEID).map_or(32, |v| v.len());
+        let trace = if width == 16 {
+            format!("{:016x}", span.trace_id as u64)
+        } else {
+            format!("{:032x}", span.trace_id)
+        };
+        let set = |h: &mut HeaderMap, n: HeaderName, v: String| {
+            h.insert(
+                n,
+                HeaderValue::from_str(&v).expect("hex is a valid header value"),
+            );
+        };
+        set(h, X_B3_TRACEID, trace);
+        set(h, X_B3_SPANID, format!("{:016x}", span.span_id));
+        match span.parent_id {
+            Some(p) => set(h, X_B3_PARENTSPANID, format!("{p:016x}")),
+            None => {
+                h.remove(&X_B3_PARENTSPANID);
+            }
+        }
+        set(h, X_B3_SAMPLED, sampled.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests;
