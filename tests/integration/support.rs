@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod body;
+pub mod chaos;
 pub mod client;
 pub mod faults;
 pub mod metrics;
