@@ -402,7 +402,7 @@ fn access_log_section(
     match a.path.as_deref() {
         None | Some("stdout") | Some("-") => Some(Target::Stdout),
         Some("off") => None,
-        Some(p) if p.is_empty() => {
+        Some("") => {
             cx.err(
                 "access_log.path",
                 "access_log.path must not be empty (use stdout or a file path)",
