@@ -126,7 +126,10 @@ fn unknown_keys_are_errors_with_the_key_position() {
 #[test]
 fn unbuilt_sections_are_refused_not_ignored() {
     for (section, text) in [
-        ("tracing.otlp", "tracing: { sample_ratio: 1.0, otlp: { endpoint: \"http://127.0.0.1:4318\" } }"),
+        (
+            "tracing.otlp",
+            "tracing: { sample_ratio: 1.0, otlp: { endpoint: \"http://127.0.0.1:4318\" } }",
+        ),
         ("gateway", "gateway: { listen: 0.0.0.0:1 }"),
         ("mcp", "mcp: { max_inspect_body: 1MiB }"),
         ("registration", "registration: { ttl: 10s }"),
@@ -134,7 +137,10 @@ fn unbuilt_sections_are_refused_not_ignored() {
         let errs = errors(&format!("version: 1\n{text}\n"));
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].starts_with("t.yaml:2:"), "{errs:?}");
-        assert!(errs[0].ends_with(&format!(": not supported yet: {section}")), "{errs:?}");
+        assert!(
+            errs[0].ends_with(&format!(": not supported yet: {section}")),
+            "{errs:?}"
+        );
     }
     let errs = errors(
         "version: 1\nbackends:\n  - name: b\n    discovery: { dns: { name: x, port: 1 } }\n    session_affinity: mcp\n",
