@@ -296,7 +296,7 @@ fn resilience_sections_are_validated() {
 
     let errs = errors(&format!(
         "{base}      retry: {{ attempts: 0, on: [teapot, 700], budget: {{ ratio: -1 }}, idempotent_tools: [x] }}\n\
-         backends:\n  - name: b\n    discovery: {{ static: [\"127.0.0.1:1\"] }}\n    balance: random\n    circuit_breaker: {{ max_ejected_percent: 101, consecutive_failures: 0 }}\n"
+         backends:\n  - name: b\n    discovery: {{ static: [\"127.0.0.1:1\"] }}\n    balance: random\n    circuit_breaker: {{ max_ejected_percent: 101, max_concurrent_requests: 0 }}\n"
     ));
     for want in [
         "attempts must be at least 1",
@@ -306,7 +306,7 @@ fn resilience_sections_are_validated() {
         "not supported yet: outbound.routes[0].retry.idempotent_tools",
         "invalid balance `random`",
         "max_ejected_percent must be 0..=100",
-        "consecutive_failures must be at least 1",
+        "max_concurrent_requests must be at least 1",
     ] {
         assert!(
             errs.iter().any(|e| e.contains(want)),

@@ -679,12 +679,10 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
             Some(n) => n as usize,
             None => s.limits.max_pending,
         };
-        s.outlier.consecutive_failures = positive(
-            cx,
-            "consecutive_failures",
-            cb.consecutive_failures,
-            s.outlier.consecutive_failures as usize,
-        ) as u32;
+        // 0 disables outlier ejection (docs/resilience.md).
+        if let Some(n) = cb.consecutive_failures {
+            s.outlier.consecutive_failures = n;
+        }
         let et = format!("{p}.ejection_time");
         s.outlier.ejection_time =
             cx.duration(&et, cb.ejection_time.as_ref(), s.outlier.ejection_time);

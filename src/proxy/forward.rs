@@ -166,7 +166,16 @@ pub async fn forward(
                 let outcome = classify(&e);
                 (outcome, Err(from_client_error(e, name, authority.as_str())))
             }
-            Err(()) => (Outcome::Timeout, Err(timeout_err())),
+            Err(()) => {
+                let limit = until.map_or(call.timeout, |u| u.saturating_duration_since(now));
+                (
+                    Outcome::Timeout,
+                    Err(ProxyError::Timeout {
+                        backend: name.clone(),
+                        timeout: limit,
+                    }),
+                )
+            }
         };
         let retry_after = result
             .as_ref()

@@ -109,21 +109,21 @@ fn all_problems_are_reported_with_their_lines() {
 #[test]
 fn unsupported_section_is_rejected_by_name() {
     let yaml = Cfg::single("127.0.0.1:1".parse().unwrap())
-        .raw("tracing:\n  sample_ratio: 1.0")
+        .raw("gateway:\n  listen: 0.0.0.0:8443")
         .yaml();
     let problems = errors_of(&yaml, "t.yaml");
     assert!(
         problems
             .iter()
-            .any(|p| p.message.contains("not supported yet: tracing")),
-        "expected `not supported yet: tracing`, got {problems:#?}"
+            .any(|p| p.message.contains("not supported yet: gateway")),
+        "expected `not supported yet: gateway`, got {problems:#?}"
     );
     let line = yaml
         .lines()
-        .position(|l| l.starts_with("tracing:"))
+        .position(|l| l.starts_with("gateway:"))
         .unwrap()
         + 1;
-    assert_reported(&problems, line, "tracing section", "tracing");
+    assert_reported(&problems, line, "gateway section", "gateway");
 }
 
 #[test]

@@ -368,6 +368,17 @@ async fn one_failing_endpoint_of_three_is_ejected_and_traffic_shifts_away() {
             .as_deref(),
         Some("healthy")
     );
+    let (bad_ep, good_ep) = (
+        chaos::endpoint_json(&proxy, "b1", bad.addr).await.unwrap(),
+        chaos::endpoint_json(&proxy, "b1", g1.addr).await.unwrap(),
+    );
+    assert!(bad_ep["ejected_until"].is_string(), "{bad_ep}");
+    assert!(good_ep["ejected_until"].is_null(), "{good_ep}");
+    let ewma = |ep: &serde_json::Value| ep["ewma_latency_ms"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        ewma(&bad_ep) > ewma(&good_ep),
+        "failures must raise the latency estimate: bad {bad_ep}, good {good_ep}"
+    );
     assert_eq!(
         proxy
             .metric("outrider_circuit_breaker_open", &[("backend", "b1")])
@@ -412,4 +423,57 @@ async fn p2c_ewma_moves_traffic_off_a_failing_endpoint_after_its_first_failure()
         1,
         "after one failure (estimate >= 1s) the failing endpoint must lose every comparison"
     );
+}
+
+#[tokio::test]
+async fn an_endpoint_shedding_load_with_429_is_used_only_as_a_last_resort() {
+    let shedding = Upstream::start("shedding", |req, shared| async move {
+        shared.record(crate::support::upstream::Recorded::of(
+            &req,
+            Default::default(),
+        ));
+        http::Response::builder()
+            .status(429)
+            .header("retry-after", "10")
+            .header("x-upstream", "shedding")
+            .body(body::full("slow down"))
+            .unwrap()
+    })
+    .await;
+    let ok = Upstream::named("ok").await;
+    let proxy = chaos::start(
+        &[route("")],
+        &[chaos::backend(
+            "b1",
+            &[shedding.addr, ok.addr],
+            "balance: round-robin, circuit_breaker: { consecutive_failures: 1 }",
+        )],
+    );
+    let mut shed = 0;
+    for i in 0..20 {
+        let resp = proxy.get("svc", &format!("/{i}")).await;
+        match resp.status.as_u16() {
+            200 => assert_eq!(resp.upstream(), "ok"),
+            429 => shed += 1,
+            other => panic!("request {i}: {other} {:?}", resp.error_reason()),
+        }
+    }
+    // Round-robin would give it every other request; penalized for Retry-After it gets one.
+    assert_eq!(
+        shedding.requests().len(),
+        1,
+        "requests to the shedding endpoint"
+    );
+    assert_eq!(shed, 1);
+    // A 429 is not a failure: consecutive_failures: 1 would have ejected it.
+    assert_eq!(
+        chaos::endpoint_state(&proxy, "b1", shedding.addr)
+            .await
+            .as_deref(),
+        Some("healthy")
+    );
+    let ep = chaos::endpoint_json(&proxy, "b1", shedding.addr)
+        .await
+        .unwrap();
+    assert!(ep["penalized_until"].is_string(), "{ep}");
 }

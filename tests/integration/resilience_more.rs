@@ -124,6 +124,54 @@ async fn all_endpoints_failing_fail_fast_with_circuit_open_and_no_retry_storm() 
     .await;
 }
 
+/// Without ejection (the default 50% cap leaves failing endpoints in use), only the retry
+/// budget stands between a failing backend and `attempts ×` its load.
+#[tokio::test]
+async fn a_failing_backend_that_cannot_be_ejected_is_protected_by_the_retry_budget() {
+    let (up, _) = chaos::controlled("up", 503).await;
+    let proxy = chaos::start(
+        &[route(
+            "{ attempts: 3, on: [503], backoff: { base: 1ms, max: 2ms }, budget: { ratio: 0.2, min_per_second: 1 } }",
+        )],
+        &[chaos::backend(
+            "b1",
+            &[up.addr],
+            "circuit_breaker: { consecutive_failures: 1000 }",
+        )],
+    );
+    const N: usize = 100;
+    let start = Instant::now();
+    for i in 0..N {
+        let resp = proxy.get("svc", &format!("/{i}")).await;
+        assert_eq!((resp.status.as_u16(), resp.error_reason()), (503, None));
+    }
+    let attempts = up.requests().len();
+    // docs/resilience.md: requests × (1 + ratio) + min_per_second × (T + 10 s); 300 unbounded.
+    let bound = N as f64 * 1.2 + 1.0 * (start.elapsed().as_secs_f64() + 10.0);
+    assert!(
+        attempts as f64 <= bound,
+        "{attempts} upstream attempts for {N} requests (budget bound {bound:.0})"
+    );
+    assert!(
+        attempts >= N + 10,
+        "{attempts} attempts: the reserve of 10 retries (min_per_second 1 × 10s) was not used"
+    );
+    chaos::metric_at_least(
+        &proxy,
+        "outrider_retry_budget_exhausted_total",
+        &[("route", "r1")],
+        1.0,
+    )
+    .await;
+    proxy
+        .wait_metric(
+            "outrider_retries_total",
+            &[("route", "r1"), ("reason", "503")],
+            (attempts - N) as f64,
+        )
+        .await;
+}
+
 #[tokio::test]
 async fn a_returning_endpoint_gets_traffic_back_through_the_half_open_probe() {
     let port = chaos::revivable();
@@ -392,7 +440,7 @@ async fn beyond_max_concurrent_requests_a_request_fails_fast_with_overloaded() {
 #[tokio::test]
 async fn an_endpoint_failing_its_health_check_gets_no_traffic_until_it_passes_again() {
     let (a, ca) = chaos::controlled("a", 200).await;
-    let (b, _cb) = chaos::controlled("b", 200).await;
+    let (b, cb) = chaos::controlled("b", 200).await;
     let proxy = chaos::start(
         &[route("")],
         &[chaos::backend(
@@ -445,4 +493,56 @@ async fn an_endpoint_failing_its_health_check_gets_no_traffic_until_it_passes_ag
         ca.probes()
     );
     assert!(!b.requests().is_empty());
+
+    // Every endpoint actively unhealthy: 503 no-endpoints, nothing reaches an upstream.
+    let (a_before, b_before) = (a.requests().len(), b.requests().len());
+    ca.health(500);
+    cb.health(500);
+    wait_state(&proxy, "b1", a.addr, "unhealthy").await;
+    wait_state(&proxy, "b1", b.addr, "unhealthy").await;
+    let resp = proxy.get("svc", "/none").await;
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.error_reason(), Some("no-endpoints"));
+    assert_eq!(
+        (a.requests().len(), b.requests().len()),
+        (a_before, b_before)
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_not_retried_even_after_a_connect_failure() {
+    let closed = closed_port();
+    let echo = Upstream::named("echo").await;
+    let proxy = chaos::start(
+        &[route("{ attempts: 3, on: [connect-failure], max_body: 64KiB, backoff: { base: 1ms, max: 5ms } }")],
+        &[chaos::backend(
+            "b1",
+            &[closed.addr, echo.addr],
+            "balance: round-robin, connect_timeout: 500ms, circuit_breaker: { consecutive_failures: 1000 }",
+        )],
+    );
+    let mut refused = 0;
+    for i in 0..2 {
+        // No content-length: the body is streamed (chunked), so it cannot be replayed.
+        let (tx, streamed) = body::channel();
+        tx.send(bytes::Bytes::from_static(b"chunk")).unwrap();
+        drop(tx);
+        let req = proxy
+            .request("svc", &format!("/stream/{i}"))
+            .method("POST")
+            .body(streamed)
+            .unwrap();
+        let resp = proxy.client.request(req).await;
+        match (resp.status.as_u16(), resp.error_reason()) {
+            (200, None) => assert_eq!(resp.upstream(), "echo"),
+            (502, Some("connect-failed")) => refused += 1,
+            other => panic!("streamed upload {i}: {other:?} {}", resp.text()),
+        }
+    }
+    // Round-robin sends exactly one of the two first tries to the refusing port.
+    assert_eq!(
+        refused, 1,
+        "a streamed body must not be retried, even after a connect failure"
+    );
+    assert_eq!(echo.requests().len(), 1);
 }

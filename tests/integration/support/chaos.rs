@@ -281,17 +281,30 @@ impl Revived {
     }
 }
 
-/// `state` of endpoint `addr` of backend `backend` in admin `/backends`.
-pub async fn endpoint_state(proxy: &TestProxy, backend: &str, addr: SocketAddr) -> Option<String> {
+/// Endpoint `addr` of backend `backend` in admin `/backends` (`address`, `state`,
+/// `active_requests`, `ewma_latency_ms`, `consecutive_failures`, `ejected_until`, ...).
+pub async fn endpoint_json(
+    proxy: &TestProxy,
+    backend: &str,
+    addr: SocketAddr,
+) -> Option<serde_json::Value> {
     let resp = proxy.admin_get("/backends").await;
     assert_eq!(resp.status, 200, "GET /backends: {}", resp.text());
     let json = resp.json();
-    let backends = json["backends"].as_array()?;
-    let b = backends.iter().find(|b| b["name"] == backend)?;
-    let ep = b["endpoints"]
+    let b = json["backends"]
         .as_array()?
         .iter()
-        .find(|e| e["address"] == addr.to_string().as_str())?;
+        .find(|b| b["name"] == backend)?;
+    b["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["address"] == addr.to_string().as_str())
+        .cloned()
+}
+
+/// `state` of endpoint `addr` of backend `backend` in admin `/backends`.
+pub async fn endpoint_state(proxy: &TestProxy, backend: &str, addr: SocketAddr) -> Option<String> {
+    let ep = endpoint_json(proxy, backend, addr).await?;
     ep["state"].as_str().map(str::to_string)
 }
 
