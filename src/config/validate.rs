@@ -659,22 +659,14 @@ fn backend_resilience(cx: &mut Ctx, path: &str, b: &schema::Backend) -> resilien
     };
     if let Some(cb) = &b.circuit_breaker {
         let p = format!("{path}.circuit_breaker");
-        let positive = |cx: &mut Ctx, key: &str, v: Option<u32>, default: usize| -> usize {
-            match v {
-                Some(0) => {
-                    cx.err(&format!("{p}.{key}"), format!("{key} must be at least 1"));
-                    default
-                }
-                Some(n) => n as usize,
-                None => default,
-            }
-        };
-        s.limits.max_concurrent_requests = positive(
-            cx,
-            "max_concurrent_requests",
-            cb.max_concurrent_requests,
-            s.limits.max_concurrent_requests,
-        );
+        match cb.max_concurrent_requests {
+            Some(0) => cx.err(
+                &format!("{p}.max_concurrent_requests"),
+                "max_concurrent_requests must be at least 1",
+            ),
+            Some(n) => s.limits.max_concurrent_requests = n as usize,
+            None => {}
+        }
         s.limits.max_pending = match cb.max_pending {
             Some(n) => n as usize,
             None => s.limits.max_pending,
