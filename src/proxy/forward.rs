@@ -264,6 +264,12 @@ fn build(
     *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
     *req.version_mut() = parts.version;
     *req.headers_mut() = parts.headers.clone();
+    if parts.version != Version::HTTP_2 && !req.headers().contains_key(header::HOST) {
+        // HTTP/1.0 clients may send no Host at all; HTTP/1.1 upstreams require one.
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
     req
 }
 

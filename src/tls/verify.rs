@@ -183,8 +183,13 @@ pub fn handshake_reason(err: &(dyn std::error::Error + 'static)) -> &'static str
                     return rustls_reason(r);
                 }
             }
-            if matches!(io.kind(), std::io::ErrorKind::TimedOut) {
-                return "timeout";
+            match io.kind() {
+                std::io::ErrorKind::TimedOut => return "timeout",
+                // The peer hung up mid-handshake (TLS-only probes, port scanners).
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe => return "peer-closed",
+                _ => {}
             }
         }
         cur = e.source();

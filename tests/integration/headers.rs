@@ -128,3 +128,18 @@ async fn request_id_is_generated_unique_and_echoed() {
     }
     assert_eq!(ids.len(), 5, "generated ids must be unique: {ids:?}");
 }
+
+#[tokio::test]
+async fn an_http10_request_without_host_reaches_the_upstream_with_one() {
+    let up = Upstream::echo().await;
+    // A host-less route: HTTP/1.0 clients may send no Host header at all.
+    let proxy = Cfg::new()
+        .backend("b1", up.addr)
+        .route("{ name: any, to: [{ backend: b1 }] }")
+        .start();
+    let head =
+        crate::support::raw::exchange(proxy.outbound_addr(), b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert_eq!(crate::support::raw::status(&head), Some(200), "{head}");
+    let seen = up.last_request().await;
+    assert_eq!(seen.header("host"), Some(up.addr.to_string().as_str()));
+}
