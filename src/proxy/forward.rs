@@ -144,7 +144,16 @@ pub async fn forward(
             (None, Some(b)) => b,
             (None, None) => unreachable!("a streamed body allows one try"),
         };
-        let req = build(&parts, authority, body, tries < attempts);
+        let req = if tries < attempts {
+            build(&parts, authority, body)
+        } else {
+            // The last possible try takes the parts: no header copy on the common path.
+            build_owned(
+                std::mem::replace(&mut parts, placeholder_parts()),
+                authority,
+                body,
+            )
+        };
         let in_flight = ep.stats.start();
         let per_try = settings.and_then(|s| s.per_try_timeout).map(|t| now + t);
         let until = match (per_try, deadline) {
@@ -248,10 +257,34 @@ fn build(
     parts: &http::request::Parts,
     authority: &http::uri::Authority,
     body: UpstreamBody,
-    _more: bool,
 ) -> Request<UpstreamBody> {
-    let pq = parts
-        .uri
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = endpoint_uri(&parts.uri, authority);
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    ensure_host(&mut req, authority);
+    req
+}
+
+fn build_owned(
+    mut parts: http::request::Parts,
+    authority: &http::uri::Authority,
+    body: UpstreamBody,
+) -> Request<UpstreamBody> {
+    parts.uri = endpoint_uri(&parts.uri, authority);
+    let mut req = Request::from_parts(parts, body);
+    ensure_host(&mut req, authority);
+    req
+}
+
+fn placeholder_parts() -> http::request::Parts {
+    Request::new(()).into_parts().0
+}
+
+/// `http://ENDPOINT/path?query` (the legacy client dials the URI's authority).
+fn endpoint_uri(original: &Uri, authority: &http::uri::Authority) -> Uri {
+    let pq = original
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
@@ -259,18 +292,16 @@ fn build(
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(authority.clone());
     uri.path_and_query = Some(pq);
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    if parts.version != Version::HTTP_2 && !req.headers().contains_key(header::HOST) {
+    Uri::from_parts(uri).expect("scheme, authority and path make a valid URI")
+}
+
+fn ensure_host(req: &mut Request<UpstreamBody>, authority: &http::uri::Authority) {
+    if req.version() != Version::HTTP_2 && !req.headers().contains_key(header::HOST) {
         // HTTP/1.0 clients may send no Host at all; HTTP/1.1 upstreams require one.
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
             req.headers_mut().insert(header::HOST, v);
         }
     }
-    req
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
