@@ -12,6 +12,7 @@ pub mod balance;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod mcp;
 pub mod proxy;
 pub mod reload;
 pub mod resilience;

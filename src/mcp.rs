@@ -1,0 +1,1 @@
+//! MCP awareness: classification of JSON-RPC traffic (being built).
