@@ -22,7 +22,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, Instrument};
@@ -269,8 +268,7 @@ where
 {
     let mut draining = worker.shared.lifecycle.clone();
     let mut stopped = worker.shared.lifecycle.clone();
-    let conn =
-        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -294,21 +292,15 @@ enum Service {
     Inbound(inbound::Inbound),
 }
 
-impl tower::Service<http::Request<hyper::body::Incoming>> for Service {
+/// hyper's own `Service` (`&self`): no per-request clone and readiness dance of a tower adapter.
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
     type Response = http::Response<body::ProxyBody>;
     type Error = std::convert::Infallible;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
     >;
 
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         match self {
             Service::Outbound(s) => Box::pin(s.clone().handle(req)),
             Service::Inbound(s) => Box::pin(s.clone().handle(req)),

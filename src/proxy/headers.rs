@@ -33,48 +33,103 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `Connection: upgrade` + `Upgrade` so a WebSocket handshake can pass through.
 /// `TE: trailers` is kept (gRPC and HTTP/2 need it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Fast path: most messages carry none of these; one scan beats eight hashed removes.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One scan records which hop-by-hop names are present; only those are removed (a
+    // remove of an absent name still hashes and probes). Typical HTTP/1.1 upstream
+    // responses carry just `Connection: keep-alive`.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        present |= hop_bit(name);
+    }
+    if present == 0 {
         return;
     }
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        // Rare path: only HTTP/1 clients naming extra headers pay for this allocation.
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(upgrade && n == header::UPGRADE))
-            .collect();
+    if present & bit::CONNECTION != 0 {
+        // Headers named by Connection (other than the standard tokens) go too. No allocation
+        // unless a token names a non-standard header.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in headers.get_all(header::CONNECTION) {
+            for t in v.to_str().unwrap_or("").split(',') {
+                let t = t.trim();
+                if t.is_empty()
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("upgrade")
+                {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                    named.push(n);
+                }
+            }
+        }
         for n in named {
             headers.remove(n);
         }
     }
-    let te_trailers = headers.get(header::TE).is_some_and(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
-    });
-    for name in [
-        header::CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::PROXY_AUTHORIZATION,
-        header::PROXY_AUTHENTICATE,
+    let te_trailers = present & bit::TE != 0
+        && headers.get(header::TE).is_some_and(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
+    for (b, name) in [
+        (bit::CONNECTION, header::CONNECTION),
+        (bit::KEEP_ALIVE, KEEP_ALIVE),
+        (bit::PROXY_CONNECTION, PROXY_CONNECTION),
+        (bit::TE, header::TE),
+        (bit::TRAILER, header::TRAILER),
+        (bit::TRANSFER_ENCODING, header::TRANSFER_ENCODING),
+        (bit::PROXY_AUTHORIZATION, header::PROXY_AUTHORIZATION),
+        (bit::PROXY_AUTHENTICATE, header::PROXY_AUTHENTICATE),
     ] {
-        headers.remove(name);
+        if present & b != 0 {
+            headers.remove(name);
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & bit::UPGRADE != 0 {
         headers.remove(header::UPGRADE);
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+mod bit {
+    pub const CONNECTION: u16 = 1;
+    pub const KEEP_ALIVE: u16 = 2;
+    pub const PROXY_CONNECTION: u16 = 4;
+    pub const TE: u16 = 8;
+    pub const TRAILER: u16 = 16;
+    pub const TRANSFER_ENCODING: u16 = 32;
+    pub const UPGRADE: u16 = 64;
+    pub const PROXY_AUTHORIZATION: u16 = 128;
+    pub const PROXY_AUTHENTICATE: u16 = 256;
+}
+
+fn hop_bit(name: &HeaderName) -> u16 {
+    if name == header::CONNECTION {
+        bit::CONNECTION
+    } else if name == KEEP_ALIVE {
+        bit::KEEP_ALIVE
+    } else if name == PROXY_CONNECTION {
+        bit::PROXY_CONNECTION
+    } else if name == header::TE {
+        bit::TE
+    } else if name == header::TRAILER {
+        bit::TRAILER
+    } else if name == header::TRANSFER_ENCODING {
+        bit::TRANSFER_ENCODING
+    } else if name == header::UPGRADE {
+        bit::UPGRADE
+    } else if name == header::PROXY_AUTHORIZATION {
+        bit::PROXY_AUTHORIZATION
+    } else if name == header::PROXY_AUTHENTICATE {
+        bit::PROXY_AUTHENTICATE
+    } else {
+        0
     }
 }
 
