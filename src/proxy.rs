@@ -10,6 +10,7 @@ pub mod body;
 pub mod connect;
 pub mod error;
 pub mod forward;
+pub mod h1pool;
 pub mod headers;
 pub mod inbound;
 pub mod outbound;
