@@ -140,6 +140,7 @@ fn main() {
                         path: "/mcp",
                         method: &m,
                         headers: &h,
+                        mcp: None,
                     };
                     black_box(table.find(&routes, black_box(&req)));
                 }

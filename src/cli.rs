@@ -133,7 +133,8 @@ pub fn main() -> ExitCode {
                 &path,
                 &method,
                 &headers,
-                mcp_method.is_some() || mcp_tool.is_some(),
+                mcp_method.as_deref(),
+                mcp_tool.as_deref(),
             ),
             Err(errors) => {
                 eprintln!("{errors}");
@@ -231,7 +232,8 @@ fn explain(
     path: &str,
     method: &str,
     headers: &[String],
-    mcp: bool,
+    mcp_method: Option<&str>,
+    mcp_tool: Option<&str>,
 ) -> ExitCode {
     let cfg = &loaded.config;
     let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
@@ -256,11 +258,29 @@ fn explain(
             }
         }
     }
-    if mcp {
-        println!("note: --mcp-method/--mcp-tool are not evaluated: MCP route conditions are not supported yet");
-    }
     let routes = cfg.outbound.as_ref().map_or(&[][..], |o| &o.routes[..]);
+    let mcp = match (mcp_method, mcp_tool) {
+        (None, _) => None,
+        (Some(m), tool) => {
+            // Explain with the 2026-07-28 routing headers, as a header-only classification.
+            let mut h = http::HeaderMap::new();
+            let ok = http::HeaderValue::from_str(m).map(|v| h.insert("mcp-method", v)).is_ok()
+                && tool.is_none_or(|t| http::HeaderValue::from_str(t).map(|v| h.insert("mcp-name", v)).is_ok());
+            if !ok {
+                eprintln!("invalid --mcp-method/--mcp-tool value");
+                return ExitCode::from(1);
+            }
+            match crate::mcp::from_headers(&h) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("invalid --mcp-method/--mcp-tool: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
     let req = routing::Request {
+        mcp: mcp.as_ref(),
         host,
         path,
         method: &method,
@@ -298,6 +318,7 @@ fn explain(
                 r.method.as_ref().map_or("", |m| m.as_str())
             ),
             Verdict::Header(h) => format!("header `{h}` missing or different"),
+            Verdict::Mcp => "MCP method/tool conditions do not match".to_owned(),
         };
         println!("  route #{i} `{}`: skipped, {why}", r.name);
     }

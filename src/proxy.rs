@@ -13,6 +13,7 @@ pub mod forward;
 pub mod h1pool;
 pub mod headers;
 pub mod inbound;
+pub mod inspect;
 pub mod outbound;
 
 use std::net::SocketAddr;

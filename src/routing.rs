@@ -18,6 +18,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
+    /// The MCP classification of the request, when it is JSON-RPC.
+    pub mcp: Option<&'a crate::mcp::Classification>,
 }
 
 /// Exact, exact-with-port, one per host label suffix, any. Hosts with more than 13 labels
@@ -39,6 +41,7 @@ pub enum Verdict {
     Path,
     Method,
     Header(String),
+    Mcp,
 }
 
 impl Table {
@@ -130,6 +133,9 @@ fn check_rest(route: &Route, req: &Request<'_>) -> Verdict {
         if !req.headers.get_all(name).iter().any(|v| v == value) {
             return Verdict::Header(name.to_string());
         }
+    }
+    if route.mcp.as_ref().is_some_and(|m| !m.matches_opt(req.mcp)) {
+        return Verdict::Mcp;
     }
     Verdict::Matched
 }

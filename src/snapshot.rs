@@ -41,6 +41,9 @@ pub struct Snapshot {
     /// `inbound.max_concurrent_requests`, shared across workers; kept across reloads while
     /// the limit is unchanged.
     pub inbound_limit: Option<Arc<Semaphore>>,
+    /// Some route, rule or retry policy looks at MCP methods/tools: a JSON body too large to
+    /// inspect is refused (413) instead of passed through unclassified.
+    pub needs_mcp_body: bool,
 }
 
 pub struct RouteState {
@@ -175,8 +178,17 @@ impl Snapshot {
             Some((old, sem)) if old == n => sem,
             _ => Arc::new(Semaphore::new(n as usize)),
         });
+        let needs_mcp_body = config.outbound.iter().flat_map(|o| o.routes.iter()).any(|r| {
+            r.mcp.as_ref().is_some_and(|m| !m.is_unconstrained())
+                || r.retry.as_ref().is_some_and(|rt| !rt.idempotent_tools.is_empty())
+        }) || config
+            .inbound
+            .iter()
+            .flat_map(|i| i.authorize.iter().flatten())
+            .any(|rule| rule.mcp.as_ref().is_some_and(|m| !m.is_unconstrained()));
         metrics.config_generation.set(generation as i64);
         Snapshot {
+            needs_mcp_body,
             loaded,
             generation,
             table,

@@ -29,6 +29,8 @@ pub struct Config {
     pub tracing: crate::telemetry::propagation::Settings,
     /// `None`: no access log.
     pub access_log: Option<crate::telemetry::access_log::Target>,
+    /// `mcp.max_inspect_body`: JSON request bodies up to this size are classified.
+    pub mcp_max_inspect_body: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +67,8 @@ pub struct AuthzRule {
     pub name: String,
     /// `None`: any caller.
     pub peers: Option<Vec<PeerGlob>>,
+    /// MCP method/tool conditions; `None`: any request.
+    pub mcp: Option<crate::mcp::McpMatch>,
 }
 
 impl AuthzRule {
@@ -74,6 +78,11 @@ impl AuthzRule {
             (Some(globs), Some(id)) => globs.iter().any(|g| g.matches(id)),
             (Some(_), None) => false,
         }
+    }
+
+    /// Peer and MCP conditions together (a batch passes only if every element does).
+    pub fn allows_request(&self, peer: Option<&str>, mcp: Option<&crate::mcp::Classification>) -> bool {
+        self.allows(peer) && self.mcp.as_ref().is_none_or(|m| m.matches_opt(mcp))
     }
 }
 
@@ -90,6 +99,8 @@ pub struct Route {
     pub path: PathMatch,
     pub method: Option<Method>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `match.mcp`: MCP method/tool conditions.
+    pub mcp: Option<crate::mcp::McpMatch>,
     /// (index into `Config::backends`, weight); weights sum to `total_weight` > 0.
     pub to: Vec<(usize, u32)>,
     pub total_weight: u32,
@@ -106,6 +117,8 @@ pub struct RouteRetry {
     pub settings: crate::resilience::RetrySettings,
     /// `retry.non_idempotent: true`: POST/PATCH may be retried on status/reset/timeout too.
     pub non_idempotent: bool,
+    /// `retry.idempotent_tools`: `tools/call` of these tools is retried like a read.
+    pub idempotent_tools: Vec<glob::Pattern>,
 }
 
 impl AsRef<Route> for Route {

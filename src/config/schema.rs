@@ -48,7 +48,7 @@ pub struct File<R = serde_yaml::Value, B = serde_yaml::Value> {
     #[serde(default)]
     pub gateway: Unsupported,
     #[serde(default)]
-    pub mcp: Unsupported,
+    pub mcp: Option<Mcp>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -120,7 +120,7 @@ pub struct AuthzRule {
     #[serde(default)]
     pub peers: Option<Vec<String>>,
     #[serde(default)]
-    pub mcp: Unsupported,
+    pub mcp: Option<McpCondition>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -177,7 +177,28 @@ pub struct Match {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
-    pub mcp: Unsupported,
+    pub mcp: Option<McpCondition>,
+}
+
+/// `mcp: { methods: [...], tools: [...] }` on routes and authorization rules (globs).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpCondition {
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub tools: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mcp {
+    #[serde(default)]
+    pub max_inspect_body: Option<String>,
+    #[serde(default)]
+    pub session_key_file: Unsupported,
+    #[serde(default)]
+    pub sse_keepalive: Unsupported,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

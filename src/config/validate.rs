@@ -188,7 +188,6 @@ where
     for (path, present) in [
         ("registration", file.registration.is_some()),
         ("gateway", file.gateway.is_some()),
-        ("mcp", file.mcp.is_some()),
     ] {
         cx.unsupported(path, present);
     }
@@ -265,7 +264,9 @@ where
     if !cx.problems.is_empty() {
         return Err(cx.problems);
     }
+    let mcp_max_inspect_body = mcp_section(&mut cx, file.mcp.as_ref());
     let config = model::Config {
+        mcp_max_inspect_body,
         service: file.service.clone().unwrap_or_default(),
         identity,
         tls,
@@ -351,6 +352,37 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
         max_header_bytes,
         header_read_timeout,
         max_concurrent_streams,
+    }
+}
+
+/// `{ methods, tools }` globs of a route or rule; `methods` must look like MCP methods.
+fn mcp_condition(cx: &mut Ctx, path: &str, c: &schema::McpCondition) -> crate::mcp::McpMatch {
+    for (key, list) in [("methods", &c.methods), ("tools", &c.tools)] {
+        for (i, g) in list.iter().enumerate() {
+            if let Err(e) = glob::Pattern::new(g) {
+                cx.err(&format!("{path}.{key}[{i}]"), format!("invalid glob `{g}`: {e}"));
+            }
+        }
+    }
+    crate::mcp::McpMatch::new(&c.methods, &c.tools).unwrap_or_default()
+}
+
+fn mcp_section(cx: &mut Ctx, m: Option<&schema::Mcp>) -> usize {
+    const DEFAULT: usize = 1 << 20;
+    let Some(m) = m else { return DEFAULT };
+    cx.unsupported("mcp.session_key_file", m.session_key_file.is_some());
+    cx.unsupported("mcp.sse_keepalive", m.sse_keepalive.is_some());
+    match m.max_inspect_body.as_deref().map(units::size) {
+        None => DEFAULT,
+        Some(Ok(n)) if (1..=64 << 20).contains(&n) => n as usize,
+        Some(Ok(_)) => {
+            cx.err("mcp.max_inspect_body", "max_inspect_body must be between 1 byte and 64MiB");
+            DEFAULT
+        }
+        Some(Err(e)) => {
+            cx.err("mcp.max_inspect_body", e);
+            DEFAULT
+        }
     }
 }
 
@@ -504,7 +536,7 @@ fn inbound(
                     format!("duplicate rule name `{}`", r.name),
                 );
             }
-            cx.unsupported(&format!("{path}.mcp"), r.mcp.is_some());
+            let mcp = r.mcp.as_ref().map(|m| mcp_condition(cx, &format!("{path}.mcp"), m));
             let peers = r.peers.as_ref().map(|ps| {
                 let mut globs = Vec::new();
                 for (j, p) in ps.iter().enumerate() {
@@ -518,6 +550,7 @@ fn inbound(
             out.push(model::AuthzRule {
                 name: r.name.clone(),
                 peers,
+                mcp,
             });
         }
         out
@@ -806,16 +839,14 @@ fn route_retry(cx: &mut Ctx, path: &str, r: &schema::Retry) -> model::RouteRetry
             Err(m) => cx.err(&format!("{path}.max_body"), m),
         }
     }
-    if r.idempotent_tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        cx.err_key(
-            &format!("{path}.idempotent_tools"),
-            format!("not supported yet: {path}.idempotent_tools (needs MCP classification)"),
-        );
+    let mut idempotent_tools = Vec::new();
+    for (i, t) in r.idempotent_tools.iter().flatten().enumerate() {
+        match glob::Pattern::new(t) {
+            Ok(p) => idempotent_tools.push(p),
+            Err(e) => cx.err(&format!("{path}.idempotent_tools[{i}]"), format!("invalid glob `{t}`: {e}")),
+        }
     }
-    model::RouteRetry {
-        settings: s,
-        non_idempotent: r.non_idempotent.unwrap_or(false),
-    }
+    model::RouteRetry { settings: s, non_idempotent: r.non_idempotent.unwrap_or(false), idempotent_tools }
 }
 
 fn route(
@@ -828,7 +859,7 @@ fn route(
         cx.err(&format!("{path}.name"), "route name must not be empty");
     }
     let m = &r.match_;
-    cx.unsupported(&format!("{path}.match.mcp"), m.mcp.is_some());
+    let mcp = m.mcp.as_ref().map(|c| mcp_condition(cx, &format!("{path}.match.mcp"), c));
     let retry = r
         .retry
         .as_ref()
@@ -936,6 +967,7 @@ fn route(
         r.response_headers.as_ref(),
     );
     model::Route {
+        mcp,
         name: r.name.clone(),
         host,
         path: pm,

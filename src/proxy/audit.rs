@@ -20,6 +20,8 @@ pub struct Meta {
     pub upstream: Option<SocketAddr>,
     pub attempts: u32,
     pub span: Option<Span>,
+    /// The MCP classification (JSON-RPC requests): labels, policies, error bodies.
+    pub mcp: Option<crate::mcp::Classification>,
 }
 
 /// The request line, captured before the request is consumed.
@@ -82,7 +84,7 @@ pub fn record(log: &AccessLog, dir: Direction, start: &Start, meta: &Meta, out: 
         upstream: meta.upstream.map(|a| a.to_string()),
         attempts: meta.attempts,
         error: out.error,
-        mcp_method: "",
-        mcp_tool: "",
+        mcp_method: meta.mcp.as_ref().map_or("", |c| c.method_label()),
+        mcp_tool: meta.mcp.as_ref().and_then(|c| c.tool_label()).unwrap_or(""),
     });
 }

@@ -23,6 +23,8 @@ pub struct IdleTimeout(pub Duration);
 pub enum UpstreamBody {
     Stream(Incoming),
     Bytes(Option<Bytes>),
+    /// The bytes already read (an inspection that hit its limit), then the rest of the stream.
+    Prefixed { head: Option<Bytes>, rest: Incoming },
 }
 
 impl UpstreamBody {
@@ -46,6 +48,10 @@ impl Body for UpstreamBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
+            UpstreamBody::Prefixed { head, rest } => match head.take() {
+                Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
+                None => Pin::new(rest).poll_frame(cx).map_err(BoxError::from),
+            },
         }
     }
 
@@ -53,6 +59,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Stream(b) => b.is_end_stream(),
             UpstreamBody::Bytes(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            UpstreamBody::Prefixed { head, rest } => head.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -61,6 +68,15 @@ impl Body for UpstreamBody {
             UpstreamBody::Stream(b) => b.size_hint(),
             UpstreamBody::Bytes(b) => {
                 SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            UpstreamBody::Prefixed { head, rest } => {
+                let extra = head.as_ref().map_or(0, |h| h.len() as u64);
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.size_hint().lower() + extra);
+                if let Some(u) = rest.size_hint().upper() {
+                    hint.set_upper(u + extra);
+                }
+                hint
             }
         }
     }

@@ -12,12 +12,16 @@ use super::headers::X_OUTRIDER_ERROR;
 pub enum ProxyError {
     #[error("no route matches host `{host}` path `{path}`")]
     NoRoute { host: String, path: String },
-    #[error("caller {peer} is not allowed by inbound.authorize")]
-    Forbidden { peer: String },
+    #[error("caller {peer} is not allowed {} by inbound.authorize", what.as_deref().map(|w| format!("to call {w}")).unwrap_or_default())]
+    Forbidden { peer: String, what: Option<String> },
     #[error("every endpoint of backend {backend} is ejected or unhealthy (circuit open)")]
     CircuitOpen { backend: String },
     #[error("reading the request body failed: {source}")]
     ClientBody { source: BoxError },
+    #[error("request body larger than mcp.max_inspect_body ({limit} bytes) and a policy needs it")]
+    BodyTooLarge { limit: usize },
+    #[error("{why}")]
+    McpMismatch { why: String, mcp: Option<crate::mcp::Classification> },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
     #[error("{what} is at its concurrency limit")]
@@ -50,6 +54,8 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. } => "no-endpoints",
             ProxyError::CircuitOpen { .. } => "circuit-open",
             ProxyError::ClientBody { .. } => "bad-request",
+            ProxyError::BodyTooLarge { .. } => "body-too-large",
+            ProxyError::McpMismatch { .. } => crate::mcp::errors::HEADER_MISMATCH_REASON,
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::ConnectFailed { .. } => "connect-failed",
             ProxyError::UpstreamReset { .. } => "upstream-reset",
@@ -64,7 +70,8 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. }
             | ProxyError::Overloaded { .. }
             | ProxyError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody { .. } | ProxyError::McpMismatch { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -73,18 +80,25 @@ impl ProxyError {
     }
 }
 
-/// The single place where a proxy failure becomes a response.
-pub fn rescue(err: &ProxyError) -> Response<ProxyBody> {
+/// The single place where a proxy failure becomes a response: a JSON-RPC error body when the
+/// request was JSON-RPC with an id (SPEC §6), else one line of plain text.
+pub fn rescue(err: &ProxyError, mcp: Option<&crate::mcp::Classification>) -> Response<ProxyBody> {
     let reason = err.reason();
-    let body = format!("outrider: {err}\n");
+    let (code, mcp) = match err {
+        ProxyError::McpMismatch { mcp: own, .. } => (crate::mcp::HEADER_MISMATCH, own.as_ref().or(mcp)),
+        _ => (crate::mcp::PROXY_ERROR, mcp),
+    };
+    let message = format!("outrider: {err}");
+    let json = mcp.and_then(|c| crate::mcp::error_body_for(c, code, &message, reason));
+    let (body, content_type) = match json {
+        Some(b) => (b, "application/json"),
+        None => (bytes::Bytes::from(format!("{message}\n")), "text/plain; charset=utf-8"),
+    };
     let mut rsp = Response::new(ProxyBody::full(body));
     *rsp.status_mut() = err.status();
     let h = rsp.headers_mut();
     h.insert(X_OUTRIDER_ERROR, HeaderValue::from_static(reason));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     rsp
 }
 

@@ -31,6 +31,8 @@ pub struct Call<'a> {
     pub worker: usize,
     /// Until response headers, all tries included; zero = none.
     pub timeout: Duration,
+    /// The MCP classification says the request is a read (or an `idempotent_tools` call).
+    pub mcp_idempotent: bool,
     pub retry: Option<&'a RouteRetry>,
     pub budget: Option<&'a RetryBudget>,
     /// Route label of `outrider_retries_total`, and its exhausted-budget counter.
@@ -58,7 +60,7 @@ pub struct Forwarded {
 /// route allows them, its budget has room, and the request can be replayed safely.
 pub async fn forward(
     call: Call<'_>,
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
     authority: Option<HeaderValue>,
     info: &mut TryInfo,
 ) -> Result<Forwarded, ProxyError> {
@@ -82,40 +84,45 @@ pub async fn forward(
     })?;
 
     let (mut parts, incoming) = req.into_parts();
-    let mut body = Some(incoming);
     prepare(&mut parts, backend.backend.protocol, authority);
     let upgrade = parts.headers.contains_key(http::header::UPGRADE);
     let settings = call.retry.map(|r| &r.settings);
     let mut attempts = settings.map_or(1, |s| s.attempts);
-    // Replay needs the whole body in memory: only small bodies of known length are buffered.
-    let replay: Option<Bytes> = match settings {
-        Some(s) if attempts > 1 && !upgrade => {
-            let b = body.take().expect("the body is taken once");
-            match b.size_hint().exact() {
-                Some(0) if b.is_end_stream() => Some(Bytes::new()),
-                Some(n) if n <= s.max_body as u64 => {
-                    let collected = http_body_util::BodyExt::collect(b)
-                        .await
-                        .map_err(|e| ProxyError::ClientBody { source: e.into() })?;
-                    Some(collected.to_bytes())
-                }
-                _ => {
-                    body = Some(b);
-                    None
-                }
-            }
+    // Replay needs the whole body in memory: only small bodies of known length are buffered
+    // (an inspected MCP body already is).
+    let mut body = Some(incoming);
+    let replay: Option<Bytes> = match (settings, body.take().expect("the body is taken once")) {
+        (Some(s), UpstreamBody::Bytes(b)) if attempts > 1 && !upgrade && b.as_ref().map_or(0, Bytes::len) <= s.max_body => {
+            Some(b.unwrap_or_default())
         }
-        _ => None,
+        (Some(s), UpstreamBody::Stream(b)) if attempts > 1 && !upgrade => match b.size_hint().exact() {
+            Some(0) if b.is_end_stream() => Some(Bytes::new()),
+            Some(n) if n <= s.max_body as u64 => {
+                let collected = http_body_util::BodyExt::collect(b)
+                    .await
+                    .map_err(|e| ProxyError::ClientBody { source: e.into() })?;
+                Some(collected.to_bytes())
+            }
+            _ => {
+                body = Some(UpstreamBody::Stream(b));
+                None
+            }
+        },
+        (_, other) => {
+            body = Some(other);
+            None
+        }
     };
     let mut stream_body = match body {
         Some(b) => {
             attempts = 1;
-            Some(UpstreamBody::Stream(b))
+            Some(b)
         }
         None => None,
     };
-    let idempotent =
-        is_idempotent_method(&parts.method) || call.retry.is_some_and(|r| r.non_idempotent);
+    let idempotent = is_idempotent_method(&parts.method)
+        || call.mcp_idempotent
+        || call.retry.is_some_and(|r| r.non_idempotent);
     if let Some(b) = call.budget {
         b.deposit();
     }
@@ -333,7 +340,7 @@ fn outcome_reason(o: Outcome) -> String {
 }
 
 /// For an HTTP/1.1 `Upgrade` request: takes the client side of the upgrade.
-pub fn take_upgrade(req: &mut Request<Incoming>) -> Option<OnUpgrade> {
+pub fn take_upgrade<B>(req: &mut Request<B>) -> Option<OnUpgrade> {
     (req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers()))
         .then(|| hyper::upgrade::on(req))
 }

@@ -12,6 +12,10 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::audit;
+use super::inspect::inspect;
+use crate::config::model::AuthzRule;
+use crate::mcp::Classification;
+use crate::telemetry::propagation::adopt_meta_traceparent;
 use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
@@ -63,7 +67,7 @@ impl Inbound {
                     .metrics
                     .proxy_error(Direction::Inbound, err.reason())
                     .inc();
-                (rescue(&err), Some(err.reason()))
+                (rescue(&err, meta.mcp.as_ref()), Some(err.reason()))
             }
         };
         if let (Some(log), Some(line)) = (&log, &line) {
@@ -87,18 +91,20 @@ impl Inbound {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let shared = &self.worker.shared;
         let snap = shared.snapshot.load_full();
+        let upgrade = take_upgrade(&mut req);
+        let (mut req, mcp) = inspect(req, snap.loaded.config.mcp_max_inspect_body, snap.needs_mcp_body).await?;
+        meta.mcp = mcp;
+        adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
         let inbound = snap.loaded.config.inbound.as_ref();
         if let Some(rules) = inbound.and_then(|i| i.authorize.as_ref()) {
             let peer = self.identity.as_deref();
-            if !rules.iter().any(|r| r.allows(peer)) {
+            let c = meta.mcp.as_ref();
+            if !rules.iter().any(|r| r.allows_request(peer, c)) {
                 let label = peer.unwrap_or("");
-                shared
-                    .metrics
-                    .authz_denied
-                    .with_label_values(&["inbound", label])
-                    .inc();
+                shared.metrics.authz_denied.with_label_values(&["inbound", label]).inc();
                 return Err(ProxyError::Forbidden {
                     peer: peer.unwrap_or("(unauthenticated)").to_owned(),
+                    what: c.and_then(|c| refused(rules, peer, c)),
                 });
             }
         }
@@ -123,7 +129,6 @@ impl Inbound {
             .uri()
             .authority()
             .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
-        let upgrade = take_upgrade(&mut req);
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h, upgrade.is_some());
         // Only a verified mTLS peer may carry an identity; never trust one a client sent.
@@ -143,6 +148,7 @@ impl Inbound {
             backend: app,
             worker: self.worker.id,
             timeout: Duration::ZERO,
+            mcp_idempotent: false,
             retry: None,
             budget: None,
             route: "",
@@ -156,7 +162,7 @@ impl Inbound {
         let (mut rsp, backend_permit) = match result {
             Ok(f) => (f.response, f.permit),
             Err(e) => {
-                metrics.count(e.status().as_u16());
+                metrics.count_mcp(e.status().as_u16(), meta.mcp.as_ref());
                 metrics.duration.observe(start.elapsed().as_secs_f64());
                 return Err(e);
             }
@@ -164,7 +170,7 @@ impl Inbound {
         if let Some(up) = upgrade {
             spawn_tunnel(up, &mut rsp, self.conn.clone());
         }
-        metrics.count(rsp.status().as_u16());
+        metrics.count_mcp(rsp.status().as_u16(), meta.mcp.as_ref());
         metrics.duration.observe(start.elapsed().as_secs_f64());
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
@@ -175,4 +181,18 @@ impl Inbound {
         };
         Ok(rsp.map(|b| ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, guards)))
     }
+}
+
+/// What a denial names: the first message no rule allows (`tool x`, `method y`).
+fn refused(rules: &[AuthzRule], peer: Option<&str>, c: &Classification) -> Option<String> {
+    let m = c.messages().iter().find(|m| {
+        !rules
+            .iter()
+            .any(|r| r.allows(peer) && r.mcp.as_ref().is_none_or(|mm| mm.matches_message(m)))
+    })?;
+    Some(match (m.method_str(), m.name()) {
+        (Some(method), Some(name)) => format!("{method} of `{name}`"),
+        (Some(method), None) => format!("method `{method}`"),
+        _ => "this message".to_owned(),
+    })
 }

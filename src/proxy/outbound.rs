@@ -11,6 +11,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::audit;
+use super::inspect::inspect;
+use crate::telemetry::propagation::adopt_meta_traceparent;
 use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
@@ -53,7 +55,7 @@ impl Outbound {
                     .metrics
                     .proxy_error(Direction::Outbound, err.reason())
                     .inc();
-                (rescue(&err), Some(err.reason()))
+                (rescue(&err, meta.mcp.as_ref()), Some(err.reason()))
             }
         };
         if let (Some(log), Some(line)) = (&log, &line) {
@@ -71,11 +73,17 @@ impl Outbound {
 
     async fn route(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         start: Instant,
         meta: &mut audit::Meta,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let snap = self.worker.shared.snapshot.load_full();
+        let config = &snap.loaded.config;
+        let mut req = req;
+        let upgrade = take_upgrade(&mut req);
+        let (mut req, mcp) = inspect(req, config.mcp_max_inspect_body, snap.needs_mcp_body).await?;
+        meta.mcp = mcp;
+        adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
         // Every request gets its hop's span, routed or not (the access log shows it).
         meta.span = Some(propagation::propagate(
             req.headers_mut(),
@@ -97,6 +105,7 @@ impl Outbound {
                 path: req.uri().path(),
                 method: req.method(),
                 headers: req.headers(),
+                mcp: meta.mcp.as_ref(),
             },
         );
         let Some(idx) = found else {
@@ -111,7 +120,6 @@ impl Outbound {
         let backend = &snap.backends[route.to[pick].0];
         let metrics = &rs.metrics[pick];
 
-        let upgrade = take_upgrade(&mut req);
         headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
         headers::apply_edits(req.headers_mut(), &route.request_headers);
         if self.worker.shared.access_log.is_some() {
@@ -119,10 +127,15 @@ impl Outbound {
             meta.backend.clone_from(&backend.backend.name);
         }
 
+        let mcp_idempotent = match (&meta.mcp, &route.retry) {
+            (Some(c), Some(r)) => crate::mcp::is_idempotent(c, &r.idempotent_tools),
+            _ => false,
+        };
         let call = Call {
             backend,
             worker: self.worker.id,
             timeout: route.timeout,
+            mcp_idempotent,
             retry: route.retry.as_ref().filter(|_| upgrade.is_none()),
             budget: rs.budget.as_deref(),
             route: &route.name,
@@ -136,7 +149,7 @@ impl Outbound {
         let (mut rsp, permit) = match result {
             Ok(f) => (f.response, f.permit),
             Err(e) => {
-                metrics.count(e.status().as_u16());
+                metrics.count_mcp(e.status().as_u16(), meta.mcp.as_ref());
                 metrics.duration.observe(start.elapsed().as_secs_f64());
                 return Err(e);
             }
@@ -144,7 +157,7 @@ impl Outbound {
         if let Some(up) = upgrade {
             spawn_tunnel(up, &mut rsp, self.conn.clone());
         }
-        metrics.count(rsp.status().as_u16());
+        metrics.count_mcp(rsp.status().as_u16(), meta.mcp.as_ref());
         metrics.duration.observe(start.elapsed().as_secs_f64());
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);

@@ -17,6 +17,7 @@ fn route(name: &str, host: HostMatch, path: PathMatch) -> Route {
         request_headers: HeaderEdits::default(),
         response_headers: HeaderEdits::default(),
         retry: None,
+        mcp: None,
     }
 }
 
@@ -27,6 +28,7 @@ fn find(routes: &[Route], host: &str, path: &str) -> Option<usize> {
         path,
         method: &Method::GET,
         headers: &h,
+        mcp: None,
     };
     let got = Table::new(routes).find(routes, &req);
     // The index must agree with a plain linear scan, the definition of "first match wins".
@@ -104,6 +106,7 @@ fn method_and_headers_must_all_match() {
                 path: "/",
                 method: m,
                 headers: h,
+                mcp: None,
             },
         )
     };
@@ -135,4 +138,25 @@ fn many_routes_stay_indexed() {
         .collect();
     assert_eq!(find(&routes, "svc-9999", "/"), Some(9999));
     assert_eq!(find(&routes, "svc-10000", "/"), None);
+}
+
+#[test]
+fn mcp_conditions_route_tools_of_one_host_to_different_routes() {
+    let mut profile = route("profile", HostMatch::Exact("svc".into()), PathMatch::Any);
+    profile.mcp = Some(crate::mcp::McpMatch::new(&["tools/call"], &["profile_*"]).unwrap());
+    let rest = route("rest", HostMatch::Exact("svc".into()), PathMatch::Any);
+    let routes = vec![profile, rest];
+    let h = HeaderMap::new();
+    let ct = HeaderValue::from_static("application/json");
+    let call = |tool: &str| {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
+        crate::mcp::classify(Some(&ct), body.as_bytes()).unwrap().unwrap()
+    };
+    let find = |c: Option<&crate::mcp::Classification>| {
+        let req = Request { host: "svc", path: "/mcp", method: &Method::POST, headers: &h, mcp: c };
+        Table::new(&routes).find(&routes, &req)
+    };
+    assert_eq!(find(Some(&call("profile_get"))), Some(0));
+    assert_eq!(find(Some(&call("analyze_text"))), Some(1));
+    assert_eq!(find(None), Some(1), "an unclassified request never matches an MCP condition");
 }

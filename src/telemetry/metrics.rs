@@ -4,7 +4,8 @@
 //! config load so the request path does not hash label strings. No default registry, no
 //! lazy statics.
 
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -51,6 +52,31 @@ pub struct Metrics {
     pub circuit_breaker_open: IntGaugeVec,
     pub outlier_ejections: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    /// Tool names seen per backend (label cardinality cap), kept across reloads.
+    tool_caps: Arc<Mutex<HashMap<String, Arc<ToolCap>>>>,
+}
+
+/// At most `TOOL_LABELS_PER_BACKEND` distinct `mcp_tool` label values per backend.
+pub const TOOL_LABELS_PER_BACKEND: usize = 200;
+
+#[derive(Debug, Default)]
+pub struct ToolCap {
+    names: Mutex<HashSet<String>>,
+}
+
+impl ToolCap {
+    /// The label for `name`: itself while the backend has seen fewer than the cap, else `_other`.
+    fn label<'a>(&self, name: &'a str) -> &'a str {
+        let mut names = self.names.lock().expect("metrics lock is never poisoned");
+        if names.contains(name) {
+            return name;
+        }
+        if names.len() < TOOL_LABELS_PER_BACKEND {
+            names.insert(name.to_owned());
+            return name;
+        }
+        crate::mcp::OTHER_LABEL
+    }
 }
 
 impl Metrics {
@@ -244,6 +270,7 @@ impl Metrics {
             circuit_breaker_open,
             outlier_ejections,
             access_log_dropped,
+            tool_caps: Arc::default(),
         }
     }
 
@@ -257,7 +284,15 @@ impl Metrics {
     }
 
     pub fn route_backend(&self, dir: Direction, route: &str, backend: &str) -> RouteBackendMetrics {
+        let tools = self
+            .tool_caps
+            .lock()
+            .expect("metrics lock is never poisoned")
+            .entry(backend.to_owned())
+            .or_default()
+            .clone();
         RouteBackendMetrics {
+            tools,
             labels: [
                 dir.as_str().to_owned(),
                 route.to_owned(),
@@ -285,6 +320,7 @@ impl Default for Metrics {
 
 /// Handles for one (direction, route, backend), resolved when a config is loaded.
 pub struct RouteBackendMetrics {
+    tools: Arc<ToolCap>,
     labels: [String; 3],
     pub duration: Histogram,
     /// The `200` counter, resolved on first use: the common case takes no lock.
@@ -308,6 +344,17 @@ impl RouteBackendMetrics {
         let c = self.resolve(status);
         c.inc();
         codes.push((status, c));
+    }
+
+    /// Counts a request with its MCP method and tool labels (plain HTTP: both `""`).
+    pub fn count_mcp(&self, status: u16, mcp: Option<&crate::mcp::Classification>) {
+        let Some(c) = mcp else {
+            return self.count(status);
+        };
+        let method = c.method_label();
+        let tool = c.tool_label().map_or("", |t| self.tools.label(t));
+        let [d, r, b] = &self.labels;
+        self.requests.with_label_values(&[d, r, b, itoa(status).as_str(), method, tool]).inc();
     }
 
     fn resolve(&self, status: u16) -> IntCounter {

@@ -56,6 +56,17 @@ impl Span {
     }
 }
 
+/// MCP convention: a request without `traceparent` whose JSON-RPC `params._meta.traceparent`
+/// is valid continues that trace (SPEC §7).
+pub fn adopt_meta_traceparent(headers: &mut HeaderMap, mcp: Option<&crate::mcp::Classification>) {
+    if headers.contains_key(&TRACEPARENT) {
+        return;
+    }
+    if let Some(v) = mcp.and_then(|c| c.meta_traceparent()).and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert(TRACEPARENT, v);
+    }
+}
+
 /// Continues (or starts) the trace of a request and rewrites its headers for the next hop.
 pub fn propagate(headers: &mut HeaderMap, s: &Settings) -> Span {
     let incoming = parse_traceparent(headers).filter(|_| s.w3c).or_else(|| {

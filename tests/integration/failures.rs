@@ -124,7 +124,6 @@ async fn upstream_dying_mid_body_truncates_and_proxy_keeps_serving() {
 }
 
 #[tokio::test]
-#[ignore = "JSON-RPC error bodies need MCP body classification (the MCP awareness issue)"]
 async fn json_rpc_request_gets_a_json_rpc_error_body() {
     let up = Upstream::echo().await;
     let proxy = Cfg::single(up.addr).start();
