@@ -14,6 +14,7 @@ mod failures;
 mod headers;
 mod hostile;
 mod inbound;
+mod mcp;
 mod mtls;
 mod observability;
 mod protocols;

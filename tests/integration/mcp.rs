@@ -1,0 +1,207 @@
+//! MCP awareness over real JSON-RPC POSTs (SPEC §6, §7): routing by tool, per-tool
+//! authorization with JSON-RPC denials, header/body agreement, JSON-RPC error bodies,
+//! idempotency-aware retries, per-tool metric labels.
+
+use http::Request;
+
+use crate::support::{body, chaos, Cfg, Upstream};
+
+fn call(tool: &str, id: u32) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"essay"}}}}}}"#
+    )
+}
+
+fn post(proxy: &crate::support::TestProxy, _json: &str) -> http::request::Builder {
+    proxy
+        .request("svc", "/mcp")
+        .method("POST")
+        .header("content-type", "application/json")
+}
+
+async fn send_json(
+    proxy: &crate::support::TestProxy,
+    b: http::request::Builder,
+    json: &str,
+) -> crate::support::client::Resp {
+    proxy
+        .client
+        .request(b.body(body::full(json.to_owned())).unwrap())
+        .await
+}
+
+#[tokio::test]
+async fn two_tools_of_one_host_route_to_two_backends_and_bodies_arrive_unchanged() {
+    let (profiles, rest) = (
+        Upstream::named("profiles").await,
+        Upstream::named("rest").await,
+    );
+    let proxy = Cfg::new()
+        .backend("profiles", profiles.addr)
+        .backend("rest", rest.addr)
+        .route("{ name: profile-tools, match: { host: svc, mcp: { methods: [tools/call], tools: [\"profile_*\"] } }, to: [{ backend: profiles }] }")
+        .route("{ name: other, match: { host: svc }, to: [{ backend: rest }] }")
+        .start();
+    let a = call("profile_get", 1);
+    let r = send_json(&proxy, post(&proxy, &a), &a).await;
+    assert_eq!(r.upstream(), "profiles");
+    let b = call("analyze_text", 2);
+    assert_eq!(
+        send_json(&proxy, post(&proxy, &b), &b).await.upstream(),
+        "rest"
+    );
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+    assert_eq!(
+        send_json(&proxy, post(&proxy, list), list).await.upstream(),
+        "rest"
+    );
+    assert_eq!(
+        profiles.last_request().await.body,
+        a.as_bytes(),
+        "forwarded byte-for-byte"
+    );
+
+    let text = proxy.metrics_text().await;
+    let v = crate::support::metrics::value(
+        &text,
+        "outrider_requests_total",
+        &[
+            ("route", "profile-tools"),
+            ("mcp_method", "tools/call"),
+            ("mcp_tool", "profile_get"),
+        ],
+    );
+    assert_eq!(v, Some(1.0), "{text}");
+    let v = crate::support::metrics::value(
+        &text,
+        "outrider_requests_total",
+        &[
+            ("route", "other"),
+            ("mcp_method", "tools/list"),
+            ("mcp_tool", ""),
+        ],
+    );
+    assert_eq!(v, Some(1.0));
+}
+
+#[tokio::test]
+async fn a_header_that_contradicts_the_body_is_refused_with_32020() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr).start();
+    let json = call("analyze_text", 9);
+    let b = post(&proxy, &json)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "delete_everything");
+    let r = send_json(&proxy, b, &json).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    assert_eq!(v["id"], 9);
+    assert_eq!(v["error"]["code"], -32020);
+    assert!(
+        up.requests().is_empty(),
+        "policy never decided on a contradicted header"
+    );
+    // Agreeing headers pass.
+    let b = post(&proxy, &json)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "analyze_text");
+    assert_eq!(send_json(&proxy, b, &json).await.status, 200);
+}
+
+#[tokio::test]
+async fn proxy_failures_of_json_rpc_requests_are_json_rpc_errors() {
+    let closed = crate::support::faults::closed_port();
+    let proxy = Cfg::single(closed.addr).start();
+    let json = r#"{"jsonrpc":"2.0","id":"abc-1","method":"tools/list"}"#;
+    let r = send_json(&proxy, post(&proxy, json), json).await;
+    assert_eq!(r.status, 502);
+    let v = r.json();
+    assert_eq!(v["jsonrpc"], "2.0");
+    assert_eq!(v["id"], "abc-1");
+    assert_eq!(v["error"]["code"], -32000);
+    assert_eq!(v["error"]["data"]["reason"], "connect-failed");
+    // A notification (no id) gets the plain-text error.
+    let n = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let r = send_json(&proxy, post(&proxy, n), n).await;
+    assert_eq!(r.status, 502);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+}
+
+#[tokio::test]
+async fn per_tool_authorization_allows_and_denies_with_a_json_rpc_error() {
+    let app = Upstream::echo().await;
+    let rules = r#"[{ name: readonly, mcp: { methods: [initialize, tools/list, tools/call], tools: ["get_*", analyze_text] } }]"#;
+    let inbound = crate::support::TestProxy::start(format!(
+        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
+         inbound: {{ listen: 127.0.0.1:0, app: \"{}\", authorize: {rules} }}\n",
+        app.addr
+    ));
+    let send = |json: String| {
+        let inbound = &inbound;
+        async move {
+            let req = Request::post(inbound.inbound_url("/mcp"))
+                .header("content-type", "application/json")
+                .body(body::full(json))
+                .unwrap();
+            inbound.client.request(req).await
+        }
+    };
+    assert_eq!(send(call("get_profile", 1)).await.status, 200);
+    assert_eq!(
+        send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.to_owned())
+            .await
+            .status,
+        200
+    );
+    let denied = send(call("delete_student", 3)).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.error_reason(), Some("forbidden"));
+    let v = denied.json();
+    assert_eq!(v["id"], 3);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("delete_student"),
+        "{v}"
+    );
+    // A batch passes only if every element does.
+    let batch = format!("[{},{}]", call("get_profile", 4), call("delete_student", 5));
+    assert_eq!(send(batch).await.status, 403);
+    assert_eq!(
+        app.requests().len(),
+        2,
+        "denied requests never reach the app"
+    );
+}
+
+#[tokio::test]
+async fn tools_call_is_not_retried_after_a_reset_but_tools_list_is() {
+    let flaky = crate::support::faults::Fault::reset().await;
+    let good = Upstream::named("good").await;
+    let proxy = chaos::start(
+        &["{ name: r, match: { host: svc }, to: [{ backend: b }], retry: { attempts: 2, on: [reset], backoff: { base: 1ms, max: 2ms } } }".to_owned()],
+        &[chaos::backend("b", &[flaky.addr, good.addr], "balance: round-robin, circuit_breaker: { consecutive_failures: 0 }")],
+    );
+    let mut call_failures = 0;
+    let mut list_failures = 0;
+    for i in 0..6 {
+        let c = call("analyze_text", i);
+        if send_json(&proxy, post(&proxy, &c), &c).await.status != 200 {
+            call_failures += 1;
+        }
+        let l = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/list"}}"#);
+        if send_json(&proxy, post(&proxy, &l), &l).await.status != 200 {
+            list_failures += 1;
+        }
+    }
+    assert!(
+        call_failures > 0,
+        "a tools/call that hit a reset after sending must not be retried"
+    );
+    assert_eq!(
+        list_failures, 0,
+        "tools/list is a read: retried onto the good endpoint"
+    );
+}
