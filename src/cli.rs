@@ -264,8 +264,14 @@ fn explain(
         (Some(m), tool) => {
             // Explain with the 2026-07-28 routing headers, as a header-only classification.
             let mut h = http::HeaderMap::new();
-            let ok = http::HeaderValue::from_str(m).map(|v| h.insert("mcp-method", v)).is_ok()
-                && tool.is_none_or(|t| http::HeaderValue::from_str(t).map(|v| h.insert("mcp-name", v)).is_ok());
+            let ok = http::HeaderValue::from_str(m)
+                .map(|v| h.insert("mcp-method", v))
+                .is_ok()
+                && tool.is_none_or(|t| {
+                    http::HeaderValue::from_str(t)
+                        .map(|v| h.insert("mcp-name", v))
+                        .is_ok()
+                });
             if !ok {
                 eprintln!("invalid --mcp-method/--mcp-tool value");
                 return ExitCode::from(1);

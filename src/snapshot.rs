@@ -19,6 +19,7 @@ use crate::config::model::{Backend, Protocol, Route};
 use crate::config::Loaded;
 use crate::proxy::body::UpstreamBody;
 use crate::proxy::connect::{Connector, UpstreamTls};
+use crate::proxy::h1pool::{H1Pool, Settings as H1Settings};
 use crate::resilience::{self, RetryBudget};
 use crate::routing::Table;
 use crate::telemetry::metrics::{Direction, Metrics, RouteBackendMetrics};
@@ -72,6 +73,8 @@ pub struct BackendState {
     pub policy: resilience::Backend,
     /// One client (and so one connection pool) per worker thread: no cross-thread sharing.
     pub clients: Vec<UpstreamClient>,
+    /// Plaintext HTTP/1.1 backends: the worker's own lean pool instead of `clients`.
+    pub h1: Option<Vec<H1Pool>>,
     /// Ejections already added to `outrider_outlier_ejections_total`.
     pub ejections_reported: AtomicU64,
     /// Dropping the state (backend removed or changed by a reload) stops its health checks.
@@ -178,14 +181,21 @@ impl Snapshot {
             Some((old, sem)) if old == n => sem,
             _ => Arc::new(Semaphore::new(n as usize)),
         });
-        let needs_mcp_body = config.outbound.iter().flat_map(|o| o.routes.iter()).any(|r| {
-            r.mcp.as_ref().is_some_and(|m| !m.is_unconstrained())
-                || r.retry.as_ref().is_some_and(|rt| !rt.idempotent_tools.is_empty())
-        }) || config
-            .inbound
+        let needs_mcp_body = config
+            .outbound
             .iter()
-            .flat_map(|i| i.authorize.iter().flatten())
-            .any(|rule| rule.mcp.as_ref().is_some_and(|m| !m.is_unconstrained()));
+            .flat_map(|o| o.routes.iter())
+            .any(|r| {
+                r.mcp.as_ref().is_some_and(|m| !m.is_unconstrained())
+                    || r.retry
+                        .as_ref()
+                        .is_some_and(|rt| !rt.idempotent_tools.is_empty())
+            })
+            || config
+                .inbound
+                .iter()
+                .flat_map(|i| i.authorize.iter().flatten())
+                .any(|rule| rule.mcp.as_ref().is_some_and(|m| !m.is_unconstrained()));
         metrics.config_generation.set(generation as i64);
         Snapshot {
             needs_mcp_body,
@@ -218,15 +228,30 @@ impl BackendState {
             .iter()
             .map(|a| Arc::new(resilience::Endpoint::new(*a, now)))
             .collect();
-        let clients = (0..deps.workers.max(1))
-            .map(|_| client(&backend, deps))
-            .collect();
         let health_stop = backend
             .resilience
             .health
             .as_ref()
             .and_then(|h| spawn_health_checks(&backend, h, &eps, deps));
+        let h1 = (backend.tls.is_none() && backend.protocol != Protocol::Http2).then(|| {
+            (0..deps.workers.max(1))
+                .map(|_| {
+                    H1Pool::new(H1Settings {
+                        connect_timeout: backend.connect_timeout,
+                        ..H1Settings::default()
+                    })
+                })
+                .collect()
+        });
+        // The hyper-util client serves TLS and HTTP/2 backends; plaintext HTTP/1.1 uses `h1`.
+        let clients = match h1 {
+            Some(_) => Vec::new(),
+            None => (0..deps.workers.max(1))
+                .map(|_| client(&backend, deps))
+                .collect(),
+        };
         BackendState {
+            h1,
             policy: resilience::Backend::new(&backend.resilience),
             backend,
             authorities,

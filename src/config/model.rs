@@ -81,7 +81,11 @@ impl AuthzRule {
     }
 
     /// Peer and MCP conditions together (a batch passes only if every element does).
-    pub fn allows_request(&self, peer: Option<&str>, mcp: Option<&crate::mcp::Classification>) -> bool {
+    pub fn allows_request(
+        &self,
+        peer: Option<&str>,
+        mcp: Option<&crate::mcp::Classification>,
+    ) -> bool {
         self.allows(peer) && self.mcp.as_ref().is_none_or(|m| m.matches_opt(mcp))
     }
 }

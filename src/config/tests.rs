@@ -131,7 +131,10 @@ fn unbuilt_sections_are_refused_not_ignored() {
             "tracing: { sample_ratio: 1.0, otlp: { endpoint: \"http://127.0.0.1:4318\" } }",
         ),
         ("gateway", "gateway: { listen: 0.0.0.0:1 }"),
-        ("mcp", "mcp: { max_inspect_body: 1MiB }"),
+        (
+            "mcp.session_key_file",
+            "mcp: { max_inspect_body: 1MiB, session_key_file: /k }",
+        ),
         ("registration", "registration: { ttl: 10s }"),
     ] {
         let errs = errors(&format!("version: 1\n{text}\n"));
@@ -303,7 +306,6 @@ fn resilience_sections_are_validated() {
         "unknown retry condition `teapot`",
         "unknown retry condition `700`",
         "budget.ratio must be between",
-        "not supported yet: outbound.routes[0].retry.idempotent_tools",
         "invalid balance `random`",
         "max_ejected_percent must be 0..=100",
         "max_concurrent_requests must be at least 1",

@@ -185,6 +185,7 @@ where
         .access_log
         .as_ref()
         .and_then(|a| access_log_section(&mut cx, a));
+    let mcp_max_inspect_body = mcp_section(&mut cx, file.mcp.as_ref());
     for (path, present) in [
         ("registration", file.registration.is_some()),
         ("gateway", file.gateway.is_some()),
@@ -264,7 +265,6 @@ where
     if !cx.problems.is_empty() {
         return Err(cx.problems);
     }
-    let mcp_max_inspect_body = mcp_section(&mut cx, file.mcp.as_ref());
     let config = model::Config {
         mcp_max_inspect_body,
         service: file.service.clone().unwrap_or_default(),
@@ -360,7 +360,10 @@ fn mcp_condition(cx: &mut Ctx, path: &str, c: &schema::McpCondition) -> crate::m
     for (key, list) in [("methods", &c.methods), ("tools", &c.tools)] {
         for (i, g) in list.iter().enumerate() {
             if let Err(e) = glob::Pattern::new(g) {
-                cx.err(&format!("{path}.{key}[{i}]"), format!("invalid glob `{g}`: {e}"));
+                cx.err(
+                    &format!("{path}.{key}[{i}]"),
+                    format!("invalid glob `{g}`: {e}"),
+                );
             }
         }
     }
@@ -376,7 +379,10 @@ fn mcp_section(cx: &mut Ctx, m: Option<&schema::Mcp>) -> usize {
         None => DEFAULT,
         Some(Ok(n)) if (1..=64 << 20).contains(&n) => n as usize,
         Some(Ok(_)) => {
-            cx.err("mcp.max_inspect_body", "max_inspect_body must be between 1 byte and 64MiB");
+            cx.err(
+                "mcp.max_inspect_body",
+                "max_inspect_body must be between 1 byte and 64MiB",
+            );
             DEFAULT
         }
         Some(Err(e)) => {
@@ -536,7 +542,10 @@ fn inbound(
                     format!("duplicate rule name `{}`", r.name),
                 );
             }
-            let mcp = r.mcp.as_ref().map(|m| mcp_condition(cx, &format!("{path}.mcp"), m));
+            let mcp = r
+                .mcp
+                .as_ref()
+                .map(|m| mcp_condition(cx, &format!("{path}.mcp"), m));
             let peers = r.peers.as_ref().map(|ps| {
                 let mut globs = Vec::new();
                 for (j, p) in ps.iter().enumerate() {
@@ -843,10 +852,17 @@ fn route_retry(cx: &mut Ctx, path: &str, r: &schema::Retry) -> model::RouteRetry
     for (i, t) in r.idempotent_tools.iter().flatten().enumerate() {
         match glob::Pattern::new(t) {
             Ok(p) => idempotent_tools.push(p),
-            Err(e) => cx.err(&format!("{path}.idempotent_tools[{i}]"), format!("invalid glob `{t}`: {e}")),
+            Err(e) => cx.err(
+                &format!("{path}.idempotent_tools[{i}]"),
+                format!("invalid glob `{t}`: {e}"),
+            ),
         }
     }
-    model::RouteRetry { settings: s, non_idempotent: r.non_idempotent.unwrap_or(false), idempotent_tools }
+    model::RouteRetry {
+        settings: s,
+        non_idempotent: r.non_idempotent.unwrap_or(false),
+        idempotent_tools,
+    }
 }
 
 fn route(
@@ -859,7 +875,10 @@ fn route(
         cx.err(&format!("{path}.name"), "route name must not be empty");
     }
     let m = &r.match_;
-    let mcp = m.mcp.as_ref().map(|c| mcp_condition(cx, &format!("{path}.match.mcp"), c));
+    let mcp = m
+        .mcp
+        .as_ref()
+        .map(|c| mcp_condition(cx, &format!("{path}.match.mcp"), c));
     let retry = r
         .retry
         .as_ref()

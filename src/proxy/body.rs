@@ -24,7 +24,10 @@ pub enum UpstreamBody {
     Stream(Incoming),
     Bytes(Option<Bytes>),
     /// The bytes already read (an inspection that hit its limit), then the rest of the stream.
-    Prefixed { head: Option<Bytes>, rest: Incoming },
+    Prefixed {
+        head: Option<Bytes>,
+        rest: Incoming,
+    },
 }
 
 impl UpstreamBody {
@@ -87,6 +90,8 @@ impl Body for UpstreamBody {
 pub struct Guards {
     pub inbound: Option<OwnedSemaphorePermit>,
     pub backend: Option<crate::resilience::Permit>,
+    /// Returns the upstream HTTP/1.1 connection to its pool once the body is done.
+    pub lease: Option<super::h1pool::Lease>,
 }
 
 pub enum ProxyBody {

@@ -21,7 +21,10 @@ pub enum ProxyError {
     #[error("request body larger than mcp.max_inspect_body ({limit} bytes) and a policy needs it")]
     BodyTooLarge { limit: usize },
     #[error("{why}")]
-    McpMismatch { why: String, mcp: Option<crate::mcp::Classification> },
+    McpMismatch {
+        why: String,
+        mcp: Option<crate::mcp::Classification>,
+    },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
     #[error("{what} is at its concurrency limit")]
@@ -70,7 +73,9 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. }
             | ProxyError::Overloaded { .. }
             | ProxyError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::ClientBody { .. } | ProxyError::McpMismatch { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody { .. } | ProxyError::McpMismatch { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -85,14 +90,20 @@ impl ProxyError {
 pub fn rescue(err: &ProxyError, mcp: Option<&crate::mcp::Classification>) -> Response<ProxyBody> {
     let reason = err.reason();
     let (code, mcp) = match err {
-        ProxyError::McpMismatch { mcp: own, .. } => (crate::mcp::HEADER_MISMATCH, own.as_ref().or(mcp)),
+        ProxyError::McpMismatch { mcp: own, .. } => {
+            (crate::mcp::HEADER_MISMATCH, own.as_ref().or(mcp))
+        }
         _ => (crate::mcp::PROXY_ERROR, mcp),
     };
-    let message = format!("outrider: {err}");
+    let message = err.to_string();
+    // `error_body_for` prefixes "outrider: " itself.
     let json = mcp.and_then(|c| crate::mcp::error_body_for(c, code, &message, reason));
     let (body, content_type) = match json {
         Some(b) => (b, "application/json"),
-        None => (bytes::Bytes::from(format!("{message}\n")), "text/plain; charset=utf-8"),
+        None => (
+            bytes::Bytes::from(format!("outrider: {message}\n")),
+            "text/plain; charset=utf-8",
+        ),
     };
     let mut rsp = Response::new(ProxyBody::full(body));
     *rsp.status_mut() = err.status();
@@ -100,6 +111,24 @@ pub fn rescue(err: &ProxyError, mcp: Option<&crate::mcp::Classification>) -> Res
     h.insert(X_OUTRIDER_ERROR, HeaderValue::from_static(reason));
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     rsp
+}
+
+/// Classifies an error of the worker's HTTP/1.1 pool.
+pub fn from_h1_error(err: super::h1pool::SendError, backend: &str, endpoint: &str) -> ProxyError {
+    let (backend, endpoint) = (backend.to_owned(), endpoint.to_owned());
+    if err.is_connect() {
+        ProxyError::ConnectFailed {
+            backend,
+            endpoint,
+            source: err.into(),
+        }
+    } else {
+        ProxyError::UpstreamReset {
+            backend,
+            endpoint,
+            source: err.into(),
+        }
+    }
 }
 
 /// Classifies an upstream client error: failed before the request was written, or after.

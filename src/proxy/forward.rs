@@ -18,7 +18,8 @@ use hyper_util::rt::TokioIo;
 use tracing::{debug, Instrument};
 
 use super::body::UpstreamBody;
-use super::error::{from_client_error, ProxyError};
+use super::error::{from_client_error, from_h1_error, ProxyError};
+use super::h1pool::{Lease, SendError};
 use super::headers;
 use crate::config::model::{Protocol, RouteRetry};
 use crate::resilience::retry::is_idempotent_method;
@@ -53,6 +54,35 @@ pub struct TryInfo {
 pub struct Forwarded {
     pub response: Response<Incoming>,
     pub permit: Permit,
+    /// The pooled HTTP/1.1 connection, returned to its pool when the response body ends.
+    pub lease: Option<Lease>,
+}
+
+enum UpstreamError {
+    Legacy(hyper_util::client::legacy::Error),
+    H1(SendError),
+}
+
+/// One try on the wire: the worker's own HTTP/1.1 pool for plaintext HTTP/1.1 backends, the
+/// hyper-util client (TLS, ALPN, HTTP/2) otherwise.
+async fn send(
+    backend: &BackendState,
+    worker: usize,
+    addr: std::net::SocketAddr,
+    req: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
+    match &backend.h1 {
+        Some(pools) => pools[worker]
+            .send(addr, req)
+            .await
+            .map(|(r, l)| (r, Some(l)))
+            .map_err(UpstreamError::H1),
+        None => backend.clients[worker]
+            .request(req)
+            .await
+            .map(|r| (r, None))
+            .map_err(UpstreamError::Legacy),
+    }
 }
 
 /// Sends `req` to an endpoint of the backend: concurrency slot, endpoint choice, tries with
@@ -92,22 +122,26 @@ pub async fn forward(
     // (an inspected MCP body already is).
     let mut body = Some(incoming);
     let replay: Option<Bytes> = match (settings, body.take().expect("the body is taken once")) {
-        (Some(s), UpstreamBody::Bytes(b)) if attempts > 1 && !upgrade && b.as_ref().map_or(0, Bytes::len) <= s.max_body => {
+        (Some(s), UpstreamBody::Bytes(b))
+            if attempts > 1 && !upgrade && b.as_ref().map_or(0, Bytes::len) <= s.max_body =>
+        {
             Some(b.unwrap_or_default())
         }
-        (Some(s), UpstreamBody::Stream(b)) if attempts > 1 && !upgrade => match b.size_hint().exact() {
-            Some(0) if b.is_end_stream() => Some(Bytes::new()),
-            Some(n) if n <= s.max_body as u64 => {
-                let collected = http_body_util::BodyExt::collect(b)
-                    .await
-                    .map_err(|e| ProxyError::ClientBody { source: e.into() })?;
-                Some(collected.to_bytes())
+        (Some(s), UpstreamBody::Stream(b)) if attempts > 1 && !upgrade => {
+            match b.size_hint().exact() {
+                Some(0) if b.is_end_stream() => Some(Bytes::new()),
+                Some(n) if n <= s.max_body as u64 => {
+                    let collected = http_body_util::BodyExt::collect(b)
+                        .await
+                        .map_err(|e| ProxyError::ClientBody { source: e.into() })?;
+                    Some(collected.to_bytes())
+                }
+                _ => {
+                    body = Some(UpstreamBody::Stream(b));
+                    None
+                }
             }
-            _ => {
-                body = Some(UpstreamBody::Stream(b));
-                None
-            }
-        },
+        }
         (_, other) => {
             body = Some(other);
             None
@@ -128,6 +162,7 @@ pub async fn forward(
     }
     let mut avoid = None;
     let mut tries = 0;
+    let mut lease: Option<Lease> = None;
     loop {
         tries += 1;
         let now = Instant::now();
@@ -167,7 +202,7 @@ pub async fn forward(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let call_fut = backend.clients[call.worker].request(req);
+        let call_fut = send(backend, call.worker, ep.addr, req);
         let result = match until {
             Some(u) => tokio::time::timeout_at(u.into(), call_fut)
                 .await
@@ -177,10 +212,23 @@ pub async fn forward(
         drop(in_flight);
         let latency = now.elapsed();
         let (outcome, result) = match result {
-            Ok(Ok(rsp)) => (Outcome::Status(rsp.status().as_u16()), Ok(rsp)),
-            Ok(Err(e)) => {
+            Ok(Ok((rsp, l))) => {
+                lease = l;
+                (Outcome::Status(rsp.status().as_u16()), Ok(rsp))
+            }
+            Ok(Err(UpstreamError::Legacy(e))) => {
                 let outcome = classify(&e);
                 (outcome, Err(from_client_error(e, name, authority.as_str())))
+            }
+            Ok(Err(UpstreamError::H1(e))) => {
+                let outcome = if e.is_connect() {
+                    Outcome::ConnectFailure
+                } else {
+                    Outcome::Reset {
+                        request_sent: e.request_sent(),
+                    }
+                };
+                (outcome, Err(from_h1_error(e, name, authority.as_str())))
             }
             Err(()) => {
                 let limit = until.map_or(call.timeout, |u| u.saturating_duration_since(now));
@@ -211,7 +259,11 @@ pub async fn forward(
             && deadline.is_none_or(|d| Instant::now() < d);
         if !retryable {
             return match result {
-                Ok(response) => Ok(Forwarded { response, permit }),
+                Ok(response) => Ok(Forwarded {
+                    response,
+                    permit,
+                    lease,
+                }),
                 // The route deadline, not the per-try one, decides what the client is told.
                 Err(ProxyError::Timeout { .. })
                     if deadline.is_some_and(|d| Instant::now() >= d) =>
@@ -225,7 +277,11 @@ pub async fn forward(
             if let Some(c) = call.budget_exhausted {
                 c.inc();
             }
-            return result.map(|response| Forwarded { response, permit });
+            return result.map(|response| Forwarded {
+                response,
+                permit,
+                lease,
+            });
         }
         if let Some(c) = call.retries {
             c.with_label_values(&[call.route, name, outcome_reason(outcome).as_str()])
@@ -234,6 +290,7 @@ pub async fn forward(
         debug!(try_number = tries, outcome = %outcome_reason(outcome), "retrying on another endpoint");
         avoid = Some(pick.index);
         drop(result);
+        lease = None;
         let pause = settings.map_or(Duration::ZERO, |s| s.backoff.delay(tries - 1));
         let wake = Instant::now() + pause;
         if deadline.is_some_and(|d| wake >= d) {

@@ -12,18 +12,18 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::audit;
-use super::inspect::inspect;
-use crate::config::model::AuthzRule;
-use crate::mcp::Classification;
-use crate::telemetry::propagation::adopt_meta_traceparent;
 use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
+use super::inspect::inspect;
 use super::{ConnGuard, Worker};
+use crate::config::model::AuthzRule;
 use crate::config::validate::defaults;
+use crate::mcp::Classification;
 use crate::telemetry::metrics::Direction;
 use crate::telemetry::propagation;
+use crate::telemetry::propagation::adopt_meta_traceparent;
 
 #[derive(Clone)]
 pub struct Inbound {
@@ -92,7 +92,12 @@ impl Inbound {
         let shared = &self.worker.shared;
         let snap = shared.snapshot.load_full();
         let upgrade = take_upgrade(&mut req);
-        let (mut req, mcp) = inspect(req, snap.loaded.config.mcp_max_inspect_body, snap.needs_mcp_body).await?;
+        let (mut req, mcp) = inspect(
+            req,
+            snap.loaded.config.mcp_max_inspect_body,
+            snap.needs_mcp_body,
+        )
+        .await?;
         meta.mcp = mcp;
         adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
         let inbound = snap.loaded.config.inbound.as_ref();
@@ -101,7 +106,11 @@ impl Inbound {
             let c = meta.mcp.as_ref();
             if !rules.iter().any(|r| r.allows_request(peer, c)) {
                 let label = peer.unwrap_or("");
-                shared.metrics.authz_denied.with_label_values(&["inbound", label]).inc();
+                shared
+                    .metrics
+                    .authz_denied
+                    .with_label_values(&["inbound", label])
+                    .inc();
                 return Err(ProxyError::Forbidden {
                     peer: peer.unwrap_or("(unauthenticated)").to_owned(),
                     what: c.and_then(|c| refused(rules, peer, c)),
@@ -159,8 +168,8 @@ impl Inbound {
         let result = forward(call, req, authority, &mut info).await;
         meta.attempts = info.attempts;
         meta.upstream = info.upstream;
-        let (mut rsp, backend_permit) = match result {
-            Ok(f) => (f.response, f.permit),
+        let (mut rsp, (backend_permit, lease)) = match result {
+            Ok(f) => (f.response, (f.permit, f.lease)),
             Err(e) => {
                 metrics.count_mcp(e.status().as_u16(), meta.mcp.as_ref());
                 metrics.duration.observe(start.elapsed().as_secs_f64());
@@ -178,6 +187,7 @@ impl Inbound {
         let guards = Guards {
             inbound: permit,
             backend: Some(backend_permit),
+            lease,
         };
         Ok(rsp.map(|b| ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, guards)))
     }

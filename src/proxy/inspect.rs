@@ -25,12 +25,20 @@ pub async fn inspect(
     needs_body: bool,
 ) -> Result<(Request<UpstreamBody>, Option<Classification>), ProxyError> {
     let json = req.method() == Method::POST
-        && req.headers().get(header::CONTENT_TYPE).is_some_and(mcp::is_json_content_type);
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(mcp::is_json_content_type);
     if !json {
         let c = headers_only(&req)?;
         return Ok((req.map(UpstreamBody::Stream), c));
     }
-    if req.body().size_hint().exact().is_some_and(|n| n > limit as u64) {
+    if req
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > limit as u64)
+    {
         if needs_body {
             return Err(ProxyError::BodyTooLarge { limit });
         }
@@ -48,7 +56,13 @@ pub async fn inspect(
                     return Err(ProxyError::BodyTooLarge { limit });
                 }
                 // Too large to inspect and nobody needs it: forward what was read, then the rest.
-                let req = Request::from_parts(parts, UpstreamBody::Prefixed { head: Some(buf.freeze()), rest: body });
+                let req = Request::from_parts(
+                    parts,
+                    UpstreamBody::Prefixed {
+                        head: Some(buf.freeze()),
+                        rest: body,
+                    },
+                );
                 let c = headers_only(&req)?;
                 return Ok((req, c));
             }
@@ -59,16 +73,35 @@ pub async fn inspect(
     let ct = parts.headers.get(header::CONTENT_TYPE);
     let c = match mcp::classify(ct, &bytes) {
         Ok(Some(c)) => {
-            mcp::check_headers(&parts.headers, &c).map_err(|m| ProxyError::McpMismatch { why: m.to_string(), mcp: Some(c.clone()) })?;
+            mcp::check_headers(&parts.headers, &c).map_err(|m| ProxyError::McpMismatch {
+                why: m.to_string(),
+                mcp: Some(c.clone()),
+            })?;
             Some(c)
         }
-        Ok(None) => mcp::from_headers(&parts.headers).map_err(|m| ProxyError::McpMismatch { why: m.to_string(), mcp: None })?,
+        // The body was read but is not JSON-RPC to us: routing headers cannot stand in for it
+        // (a lenient upstream parser might see a different tool than the header claims).
+        Ok(None) => {
+            mcp::headers::check_unclassified(&parts.headers).map_err(|m| {
+                ProxyError::McpMismatch {
+                    why: m.to_string(),
+                    mcp: None,
+                }
+            })?;
+            None
+        }
         // Duplicate keys make a message mean different things to different parsers.
         Err(e) => return Err(ProxyError::ClientBody { source: e.into() }),
     };
-    Ok((Request::from_parts(parts, UpstreamBody::Bytes(Some(bytes))), c))
+    Ok((
+        Request::from_parts(parts, UpstreamBody::Bytes(Some(bytes))),
+        c,
+    ))
 }
 
 fn headers_only<B>(req: &Request<B>) -> Result<Option<Classification>, ProxyError> {
-    mcp::from_headers(req.headers()).map_err(|m| ProxyError::McpMismatch { why: m.to_string(), mcp: None })
+    mcp::from_headers(req.headers()).map_err(|m| ProxyError::McpMismatch {
+        why: m.to_string(),
+        mcp: None,
+    })
 }

@@ -11,17 +11,17 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::audit;
-use super::inspect::inspect;
-use crate::telemetry::propagation::adopt_meta_traceparent;
 use super::body::{Guards, ProxyBody};
 use super::error::{rescue, ProxyError};
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
+use super::inspect::inspect;
 use super::{ConnGuard, Worker};
 use crate::balance;
 use crate::routing;
 use crate::telemetry::metrics::Direction;
 use crate::telemetry::propagation;
+use crate::telemetry::propagation::adopt_meta_traceparent;
 
 #[derive(Clone)]
 pub struct Outbound {
@@ -146,8 +146,8 @@ impl Outbound {
         let result = forward(call, req, authority, &mut info).await;
         meta.attempts = info.attempts;
         meta.upstream = info.upstream;
-        let (mut rsp, permit) = match result {
-            Ok(f) => (f.response, f.permit),
+        let (mut rsp, (permit, lease)) = match result {
+            Ok(f) => (f.response, (f.permit, f.lease)),
             Err(e) => {
                 metrics.count_mcp(e.status().as_u16(), meta.mcp.as_ref());
                 metrics.duration.observe(start.elapsed().as_secs_f64());
@@ -166,6 +166,7 @@ impl Outbound {
         let guards = Guards {
             inbound: None,
             backend: Some(permit),
+            lease,
         };
         Ok(rsp.map(|b| ProxyBody::upstream(b, route.idle_timeout, guards)))
     }

@@ -149,14 +149,28 @@ fn mcp_conditions_route_tools_of_one_host_to_different_routes() {
     let h = HeaderMap::new();
     let ct = HeaderValue::from_static("application/json");
     let call = |tool: &str| {
-        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
-        crate::mcp::classify(Some(&ct), body.as_bytes()).unwrap().unwrap()
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        );
+        crate::mcp::classify(Some(&ct), body.as_bytes())
+            .unwrap()
+            .unwrap()
     };
     let find = |c: Option<&crate::mcp::Classification>| {
-        let req = Request { host: "svc", path: "/mcp", method: &Method::POST, headers: &h, mcp: c };
+        let req = Request {
+            host: "svc",
+            path: "/mcp",
+            method: &Method::POST,
+            headers: &h,
+            mcp: c,
+        };
         Table::new(&routes).find(&routes, &req)
     };
     assert_eq!(find(Some(&call("profile_get"))), Some(0));
     assert_eq!(find(Some(&call("analyze_text"))), Some(1));
-    assert_eq!(find(None), Some(1), "an unclassified request never matches an MCP condition");
+    assert_eq!(
+        find(None),
+        Some(1),
+        "an unclassified request never matches an MCP condition"
+    );
 }

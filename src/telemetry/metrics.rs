@@ -354,7 +354,9 @@ impl RouteBackendMetrics {
         let method = c.method_label();
         let tool = c.tool_label().map_or("", |t| self.tools.label(t));
         let [d, r, b] = &self.labels;
-        self.requests.with_label_values(&[d, r, b, itoa(status).as_str(), method, tool]).inc();
+        self.requests
+            .with_label_values(&[d, r, b, itoa(status).as_str(), method, tool])
+            .inc();
     }
 
     fn resolve(&self, status: u16) -> IntCounter {

@@ -62,7 +62,10 @@ pub fn adopt_meta_traceparent(headers: &mut HeaderMap, mcp: Option<&crate::mcp::
     if headers.contains_key(&TRACEPARENT) {
         return;
     }
-    if let Some(v) = mcp.and_then(|c| c.meta_traceparent()).and_then(|t| HeaderValue::from_str(t).ok()) {
+    if let Some(v) = mcp
+        .and_then(|c| c.meta_traceparent())
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
         headers.insert(TRACEPARENT, v);
     }
 }

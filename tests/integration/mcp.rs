@@ -205,3 +205,17 @@ async fn tools_call_is_not_retried_after_a_reset_but_tools_list_is() {
         "tools/list is a read: retried onto the good endpoint"
     );
 }
+
+#[tokio::test]
+async fn routing_headers_cannot_stand_in_for_a_body_outrider_cannot_read() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr).start();
+    // serde_json rejects NaN; a lenient upstream parser might not, and run another tool.
+    let json = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all","arguments":{"x":NaN}}}"#;
+    let b = post(&proxy, json)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get_x");
+    let r = send_json(&proxy, b, json).await;
+    assert_eq!(r.status, 400);
+    assert!(up.requests().is_empty());
+}
