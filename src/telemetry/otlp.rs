@@ -1,0 +1,1 @@
+//! OTLP/HTTP span export (being built).
