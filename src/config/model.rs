@@ -31,6 +31,8 @@ pub struct Config {
     pub access_log: Option<crate::telemetry::access_log::Target>,
     /// `mcp.max_inspect_body`: JSON request bodies up to this size are classified.
     pub mcp_max_inspect_body: usize,
+    /// `mcp.sse_keepalive`: comment lines injected into SSE streams silent this long.
+    pub mcp_sse_keepalive: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

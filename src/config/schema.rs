@@ -198,7 +198,7 @@ pub struct Mcp {
     #[serde(default)]
     pub session_key_file: Unsupported,
     #[serde(default)]
-    pub sse_keepalive: Unsupported,
+    pub sse_keepalive: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -186,6 +186,18 @@ where
         .as_ref()
         .and_then(|a| access_log_section(&mut cx, a));
     let mcp_max_inspect_body = mcp_section(&mut cx, file.mcp.as_ref());
+    let mcp_sse_keepalive = file
+        .mcp
+        .as_ref()
+        .and_then(|m| m.sse_keepalive.as_ref())
+        .and_then(|v| {
+            let d = cx.duration("mcp.sse_keepalive", Some(v), Duration::ZERO);
+            if d.is_zero() || d < Duration::from_millis(100) {
+                cx.err("mcp.sse_keepalive", "sse_keepalive must be at least 100ms");
+                return None;
+            }
+            Some(d)
+        });
     for (path, present) in [
         ("registration", file.registration.is_some()),
         ("gateway", file.gateway.is_some()),
@@ -267,6 +279,7 @@ where
     }
     let config = model::Config {
         mcp_max_inspect_body,
+        mcp_sse_keepalive,
         service: file.service.clone().unwrap_or_default(),
         identity,
         tls,
@@ -374,7 +387,6 @@ fn mcp_section(cx: &mut Ctx, m: Option<&schema::Mcp>) -> usize {
     const DEFAULT: usize = 1 << 20;
     let Some(m) = m else { return DEFAULT };
     cx.unsupported("mcp.session_key_file", m.session_key_file.is_some());
-    cx.unsupported("mcp.sse_keepalive", m.sse_keepalive.is_some());
     match m.max_inspect_body.as_deref().map(units::size) {
         None => DEFAULT,
         Some(Ok(n)) if (1..=64 << 20).contains(&n) => n as usize,

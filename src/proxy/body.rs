@@ -104,7 +104,15 @@ pub struct Streaming {
     idle: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
     progressed: bool,
+    /// SSE keep-alive comments (`mcp.sse_keepalive`), injected only between events.
+    keepalive: Option<Box<Keepalive>>,
     _guards: Guards,
+}
+
+struct Keepalive {
+    every: Duration,
+    sleep: Pin<Box<Sleep>>,
+    boundary: crate::mcp::EventBoundary,
 }
 
 impl ProxyBody {
@@ -123,8 +131,21 @@ impl ProxyBody {
             idle,
             sleep: None,
             progressed: false,
+            keepalive: None,
             _guards: guards,
         })
+    }
+
+    /// Injects `: keepalive` comments into a silent SSE stream every `every`, between events.
+    pub fn with_sse_keepalive(mut self, every: Duration) -> ProxyBody {
+        if let ProxyBody::Upstream(s) = &mut self {
+            s.keepalive = Some(Box::new(Keepalive {
+                every,
+                sleep: Box::pin(tokio::time::sleep(every)),
+                boundary: crate::mcp::EventBoundary::new(),
+            }));
+        }
+        self
     }
 }
 
@@ -166,10 +187,41 @@ impl Streaming {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(f) => {
                 self.progressed = true;
+                if let (Some(k), Some(Ok(frame))) = (&mut self.keepalive, &f) {
+                    if let Some(data) = frame.data_ref() {
+                        k.boundary.feed(data);
+                    }
+                    k.sleep.as_mut().reset(Instant::now() + k.every);
+                }
                 Poll::Ready(f.map(|r| r.map_err(BoxError::from)))
             }
-            Poll::Pending if self.idle.is_zero() => Poll::Pending,
-            Poll::Pending => {
+            Poll::Pending
+                if self
+                    .keepalive
+                    .as_mut()
+                    .is_some_and(|k| k.sleep.as_mut().poll(cx).is_ready()) =>
+            {
+                let k = self.keepalive.as_mut().expect("checked above");
+                k.sleep.as_mut().reset(Instant::now() + k.every);
+                if k.boundary.at_boundary() {
+                    k.boundary.injected();
+                    // Re-arm the wake-up for the next interval before returning.
+                    let _ = k.sleep.as_mut().poll(cx);
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                        crate::mcp::KEEPALIVE,
+                    )))));
+                }
+                let _ = k.sleep.as_mut().poll(cx);
+                self.poll_idle(cx)
+            }
+            Poll::Pending => self.poll_idle(cx),
+        }
+    }
+
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match () {
+            () if self.idle.is_zero() => Poll::Pending,
+            () => {
                 // The timer is created lazily and only re-armed after progress: bodies that
                 // complete in one poll (most responses) never touch the timer wheel.
                 let deadline = Instant::now() + self.idle;

@@ -183,6 +183,12 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
     }
 }
 
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
 /// SSE responses tell downstream buffering proxies (nginx and friends) not to buffer them.
 pub fn mark_event_stream(headers: &mut HeaderMap) {
     let sse = headers

@@ -189,7 +189,18 @@ impl Inbound {
             backend: Some(backend_permit),
             lease,
         };
-        Ok(rsp.map(|b| ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, guards)))
+        let keepalive = snap
+            .loaded
+            .config
+            .mcp_sse_keepalive
+            .filter(|_| headers::is_event_stream(rsp.headers()));
+        Ok(rsp.map(|b| {
+            let body = ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, guards);
+            match keepalive {
+                Some(every) => body.with_sse_keepalive(every),
+                None => body,
+            }
+        }))
     }
 }
 

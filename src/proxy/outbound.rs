@@ -168,6 +168,17 @@ impl Outbound {
             backend: Some(permit),
             lease,
         };
-        Ok(rsp.map(|b| ProxyBody::upstream(b, route.idle_timeout, guards)))
+        let keepalive = snap
+            .loaded
+            .config
+            .mcp_sse_keepalive
+            .filter(|_| headers::is_event_stream(rsp.headers()));
+        Ok(rsp.map(|b| {
+            let body = ProxyBody::upstream(b, route.idle_timeout, guards);
+            match keepalive {
+                Some(every) => body.with_sse_keepalive(every),
+                None => body,
+            }
+        }))
     }
 }

@@ -219,3 +219,65 @@ async fn routing_headers_cannot_stand_in_for_a_body_outrider_cannot_read() {
     assert_eq!(r.status, 400);
     assert!(up.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_silent_sse_stream_gets_keepalive_comments_between_events_only() {
+    let (up, step) = Upstream::sse_stepper().await;
+    let partial = Upstream::start("partial", |_req, _shared| async move {
+        let (tx, b) = body::channel();
+        tokio::spawn(async move {
+            // Half an event, then silence: a keep-alive must not split it.
+            let _ = tx.send(bytes::Bytes::from_static(b"data: par"));
+            std::future::pending::<()>().await;
+            drop(tx);
+        });
+        http::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(b)
+            .unwrap()
+    })
+    .await;
+    let proxy = Cfg::new()
+        .backend("b1", up.addr)
+        .backend("b2", partial.addr)
+        .host_route("r1", "svc", "b1", "timeout: 100ms")
+        .host_route("r2", "half", "b2", "")
+        .raw("mcp: { sse_keepalive: 100ms }")
+        .start();
+
+    let req = proxy.request("svc", "/events").body(body::empty()).unwrap();
+    let rsp = proxy.client.send(req).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let mut b = rsp.into_body();
+    let seen = crate::support::client::read_until(&mut b, "event one then a keep-alive", |s| {
+        s.contains(": keepalive")
+    })
+    .await;
+    assert!(
+        seen.starts_with("id: 1\ndata: one\n\n: keepalive\n\n"),
+        "{seen:?}"
+    );
+    step.notify_one();
+    let seen =
+        crate::support::client::read_until(&mut b, "event two", |s| s.contains("data: two")).await;
+    assert!(!seen.contains("data: t: keepalive"), "{seen:?}");
+
+    // The half event stays whole: no comment is injected inside it.
+    let req = proxy
+        .request("half", "/events")
+        .body(body::empty())
+        .unwrap();
+    let mut b = proxy.client.send(req).await.unwrap().into_body();
+    let first =
+        crate::support::client::read_until(&mut b, "the half event", |s| s.contains("data: par"))
+            .await;
+    let more = tokio::time::timeout(
+        std::time::Duration::from_millis(400),
+        http_body_util::BodyExt::frame(&mut b),
+    )
+    .await;
+    assert!(
+        more.is_err(),
+        "nothing may be injected into an unfinished event: {first:?} then {more:?}"
+    );
+}
