@@ -88,3 +88,64 @@ pub fn record(log: &AccessLog, dir: Direction, start: &Start, meta: &Meta, out: 
         mcp_tool: meta.mcp.as_ref().and_then(|c| c.tool_label()).unwrap_or(""),
     });
 }
+
+/// What every request shares before its direction-specific handling: the arrival time, the
+/// request id (kept or generated), and the access log's view of the request line.
+pub struct Envelope {
+    pub start: Instant,
+    request_id: HeaderValue,
+    line: Option<Start>,
+    pub meta: Meta,
+}
+
+impl Envelope {
+    pub fn open<B>(req: &mut Request<B>, log: Option<&AccessLog>) -> Envelope {
+        let start = Instant::now();
+        let request_id = crate::proxy::headers::ensure_request_id(req.headers_mut());
+        let line = log.map(|_| Start::capture(req, start));
+        Envelope {
+            start,
+            request_id,
+            line,
+            meta: Meta::default(),
+        }
+    }
+
+    /// Turns the outcome into the response: a proxy error is counted and rescued (JSON-RPC
+    /// body for JSON-RPC requests), the access log line written, `x-request-id` echoed.
+    pub fn close(
+        self,
+        result: Result<
+            http::Response<crate::proxy::body::ProxyBody>,
+            crate::proxy::error::ProxyError,
+        >,
+        dir: Direction,
+        metrics: &crate::telemetry::metrics::Metrics,
+        log: Option<&AccessLog>,
+        peer_identity: Option<&str>,
+    ) -> http::Response<crate::proxy::body::ProxyBody> {
+        let (mut rsp, error) = match result {
+            Ok(rsp) => (rsp, None),
+            Err(err) => {
+                tracing::debug!(error = %err, direction = dir.as_str(), "request failed");
+                metrics.proxy_error(dir, err.reason()).inc();
+                (
+                    crate::proxy::error::rescue(&err, self.meta.mcp.as_ref()),
+                    Some(err.reason()),
+                )
+            }
+        };
+        if let (Some(log), Some(line)) = (log, &self.line) {
+            let out = Outcome {
+                status: rsp.status().as_u16(),
+                error,
+                request_id: &self.request_id,
+                peer_identity,
+            };
+            record(log, dir, line, &self.meta, out);
+        }
+        rsp.headers_mut()
+            .insert(crate::proxy::headers::X_REQUEST_ID, self.request_id);
+        rsp
+    }
+}

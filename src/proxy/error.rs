@@ -113,42 +113,25 @@ pub fn rescue(err: &ProxyError, mcp: Option<&crate::mcp::Classification>) -> Res
     rsp
 }
 
-/// Classifies an error of the worker's HTTP/1.1 pool.
-pub fn from_h1_error(err: super::h1pool::SendError, backend: &str, endpoint: &str) -> ProxyError {
-    let (backend, endpoint) = (backend.to_owned(), endpoint.to_owned());
-    if err.is_connect() {
-        ProxyError::ConnectFailed {
-            backend,
-            endpoint,
-            source: err.into(),
-        }
-    } else {
-        ProxyError::UpstreamReset {
-            backend,
-            endpoint,
-            source: err.into(),
-        }
-    }
-}
-
-/// Classifies an upstream client error: failed before the request was written, or after.
-pub fn from_client_error(
-    err: hyper_util::client::legacy::Error,
+/// Classifies an upstream send error: failed before the request was written (connect), or after.
+pub fn from_send_error(
+    connect: bool,
+    source: BoxError,
     backend: &str,
     endpoint: &str,
 ) -> ProxyError {
     let (backend, endpoint) = (backend.to_owned(), endpoint.to_owned());
-    if err.is_connect() {
+    if connect {
         ProxyError::ConnectFailed {
             backend,
             endpoint,
-            source: err.into(),
+            source,
         }
     } else {
         ProxyError::UpstreamReset {
             backend,
             endpoint,
-            source: err.into(),
+            source,
         }
     }
 }

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tracing::{debug, Instrument};
 
 use super::body::UpstreamBody;
-use super::error::{from_client_error, from_h1_error, ProxyError};
+use super::error::{from_send_error, ProxyError};
 use super::h1pool::{Lease, SendError};
 use super::headers;
 use crate::config::model::{Protocol, RouteRetry};
@@ -218,7 +218,15 @@ pub async fn forward(
             }
             Ok(Err(UpstreamError::Legacy(e))) => {
                 let outcome = classify(&e);
-                (outcome, Err(from_client_error(e, name, authority.as_str())))
+                (
+                    outcome,
+                    Err(from_send_error(
+                        e.is_connect(),
+                        e.into(),
+                        name,
+                        authority.as_str(),
+                    )),
+                )
             }
             Ok(Err(UpstreamError::H1(e))) => {
                 let outcome = if e.is_connect() {
@@ -228,7 +236,15 @@ pub async fn forward(
                         request_sent: e.request_sent(),
                     }
                 };
-                (outcome, Err(from_h1_error(e, name, authority.as_str())))
+                (
+                    outcome,
+                    Err(from_send_error(
+                        e.is_connect(),
+                        e.into(),
+                        name,
+                        authority.as_str(),
+                    )),
+                )
             }
             Err(()) => {
                 let limit = until.map_or(call.timeout, |u| u.saturating_duration_since(now));

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use super::audit;
 use super::body::{Guards, ProxyBody};
-use super::error::{rescue, ProxyError};
+use super::error::ProxyError;
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
 use super::inspect::inspect;
@@ -53,34 +53,12 @@ impl Inbound {
         self,
         mut req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
-        let start = Instant::now();
-        let request_id = headers::ensure_request_id(req.headers_mut());
-        let log = self.worker.shared.access_log.clone();
-        let line = log.as_ref().map(|_| audit::Start::capture(&req, start));
-        let mut meta = audit::Meta::default();
-        let (mut rsp, error) = match self.forward(req, start, &mut meta).await {
-            Ok(rsp) => (rsp, None),
-            Err(err) => {
-                tracing::debug!(error = %err, "inbound request failed");
-                self.worker
-                    .shared
-                    .metrics
-                    .proxy_error(Direction::Inbound, err.reason())
-                    .inc();
-                (rescue(&err, meta.mcp.as_ref()), Some(err.reason()))
-            }
-        };
-        if let (Some(log), Some(line)) = (&log, &line) {
-            let out = audit::Outcome {
-                status: rsp.status().as_u16(),
-                error,
-                request_id: &request_id,
-                peer_identity: self.identity.as_deref(),
-            };
-            audit::record(log, Direction::Inbound, line, &meta, out);
-        }
-        rsp.headers_mut().insert(headers::X_REQUEST_ID, request_id);
-        Ok(rsp)
+        let shared = &self.worker.shared;
+        let log = shared.access_log.as_deref();
+        let mut env = audit::Envelope::open(&mut req, log);
+        let result = self.forward(req, env.start, &mut env.meta).await;
+        let peer = self.identity.as_deref();
+        Ok(env.close(result, Direction::Inbound, &shared.metrics, log, peer))
     }
 
     async fn forward(
