@@ -23,6 +23,7 @@ use crate::reload::{Attempt, Reloader, Trigger};
 use crate::snapshot::{Deps, Snapshot};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::{Direction, Metrics};
+use crate::telemetry::otlp::Exporter;
 use crate::tls::TlsStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +153,25 @@ impl App {
             )),
             None => None,
         };
+        let otlp = match &config.otlp_endpoint {
+            Some(endpoint) => Some(Arc::new(
+                Exporter::start(
+                    endpoint.clone(),
+                    if config.service.is_empty() {
+                        "outrider"
+                    } else {
+                        &config.service
+                    },
+                    metrics.otlp_dropped.clone(),
+                    metrics.otlp_failures.clone(),
+                )
+                .map_err(|source| Error::Start {
+                    what: "otlp exporter",
+                    source,
+                })?,
+            )),
+            None => None,
+        };
         let (lifecycle_tx, lifecycle_rx) = watch::channel(Lifecycle::Running);
         let lifecycle_tx = Arc::new(lifecycle_tx);
         let shared = Arc::new(Shared {
@@ -160,6 +180,7 @@ impl App {
             lifecycle: lifecycle_rx,
             tls: tls.clone(),
             access_log,
+            otlp,
         });
         let shared_access_log = shared.access_log.clone();
         let reloader = Arc::new(Reloader::new(shared.clone(), path, deps));

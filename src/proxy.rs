@@ -58,6 +58,8 @@ pub struct Shared {
     pub tls: Option<Arc<crate::tls::TlsStore>>,
     /// The access log writer, when `access_log` is configured.
     pub access_log: Option<Arc<crate::telemetry::access_log::AccessLog>>,
+    /// The span exporter, when `tracing.otlp` is configured.
+    pub otlp: Option<Arc<crate::telemetry::otlp::Exporter>>,
 }
 
 /// One worker thread's view: the shared inputs plus its index (selects its connection pools).

@@ -239,6 +239,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Result<(), String> {
     if old.access_log != new.access_log {
         what.push("access_log".to_owned());
     }
+    if old.otlp_endpoint != new.otlp_endpoint {
+        what.push("tracing.otlp".to_owned());
+    }
     if old.tls != new.tls || old.identity != new.identity {
         // The files themselves rotate live; pointing at other files or another identity does not.
         what.push("tls/identity".to_owned());

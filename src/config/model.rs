@@ -27,6 +27,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// Trace propagation (always on; `tracing` tunes it).
     pub tracing: crate::telemetry::propagation::Settings,
+    /// `tracing.otlp.endpoint`: where sampled spans are exported (OTLP/HTTP protobuf).
+    pub otlp_endpoint: Option<http::Uri>,
     /// `None`: no access log.
     pub access_log: Option<crate::telemetry::access_log::Target>,
     /// `mcp.max_inspect_body`: JSON request bodies up to this size are classified.

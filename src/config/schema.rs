@@ -65,7 +65,14 @@ pub struct Tracing {
     #[serde(default)]
     pub sample_ratio: Option<f64>,
     #[serde(default)]
-    pub otlp: Unsupported,
+    pub otlp: Option<Otlp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otlp {
+    /// OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub endpoint: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

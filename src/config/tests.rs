@@ -126,10 +126,6 @@ fn unknown_keys_are_errors_with_the_key_position() {
 #[test]
 fn unbuilt_sections_are_refused_not_ignored() {
     for (section, text) in [
-        (
-            "tracing.otlp",
-            "tracing: { sample_ratio: 1.0, otlp: { endpoint: \"http://127.0.0.1:4318\" } }",
-        ),
         ("gateway", "gateway: { listen: 0.0.0.0:1 }"),
         (
             "mcp.session_key_file",
@@ -315,4 +311,17 @@ fn resilience_sections_are_validated() {
             "missing {want:?} in {errs:#?}"
         );
     }
+}
+
+#[test]
+fn otlp_endpoint_must_be_http() {
+    let ok =
+        load("version: 1\ntracing: { otlp: { endpoint: \"http://127.0.0.1:4318/v1/traces\" } }\n")
+            .unwrap();
+    assert_eq!(
+        ok.config.otlp_endpoint.as_ref().unwrap().path(),
+        "/v1/traces"
+    );
+    let errs = errors("version: 1\ntracing: { otlp: { endpoint: \"grpc://collector:4317\" } }\n");
+    assert!(errs[0].contains("invalid OTLP endpoint"), "{errs:?}");
 }

@@ -181,6 +181,7 @@ where
     }
     let (identity, tls) = tls_section(&mut cx, file.identity.as_deref(), file.tls.as_ref());
     let tracing = tracing_section(&mut cx, file.tracing.as_ref());
+    let otlp_endpoint = otlp_endpoint(&mut cx, file.tracing.as_ref());
     let access_log = file
         .access_log
         .as_ref()
@@ -291,6 +292,7 @@ where
         outbound,
         backends,
         tracing,
+        otlp_endpoint,
         access_log,
     };
     let typed = schema::File {
@@ -433,8 +435,23 @@ fn tracing_section(
         }
         s.sample_ratio = r.clamp(0.0, 1.0);
     }
-    cx.unsupported("tracing.otlp", t.otlp.is_some());
     s
+}
+
+fn otlp_endpoint(cx: &mut Ctx, t: Option<&schema::Tracing>) -> Option<http::Uri> {
+    let e = &t?.otlp.as_ref()?.endpoint;
+    match e.parse::<http::Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Some(u),
+        _ => {
+            cx.err(
+                "tracing.otlp.endpoint",
+                format!(
+                    "invalid OTLP endpoint `{e}`: expected http://HOST:PORT/v1/traces (OTLP/HTTP)"
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn access_log_section(

@@ -99,10 +99,11 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn open<B>(req: &mut Request<B>, log: Option<&AccessLog>) -> Envelope {
+    /// `observe`: an access log or a span exporter wants the request line.
+    pub fn open<B>(req: &mut Request<B>, observe: bool) -> Envelope {
         let start = Instant::now();
         let request_id = crate::proxy::headers::ensure_request_id(req.headers_mut());
-        let line = log.map(|_| Start::capture(req, start));
+        let line = observe.then(|| Start::capture(req, start));
         Envelope {
             start,
             request_id,
@@ -120,10 +121,10 @@ impl Envelope {
             crate::proxy::error::ProxyError,
         >,
         dir: Direction,
-        metrics: &crate::telemetry::metrics::Metrics,
-        log: Option<&AccessLog>,
+        shared: &crate::proxy::Shared,
         peer_identity: Option<&str>,
     ) -> http::Response<crate::proxy::body::ProxyBody> {
+        let metrics = &shared.metrics;
         let (mut rsp, error) = match result {
             Ok(rsp) => (rsp, None),
             Err(err) => {
@@ -135,17 +136,70 @@ impl Envelope {
                 )
             }
         };
-        if let (Some(log), Some(line)) = (log, &self.line) {
-            let out = Outcome {
-                status: rsp.status().as_u16(),
-                error,
-                request_id: &self.request_id,
-                peer_identity,
-            };
-            record(log, dir, line, &self.meta, out);
+        if let Some(line) = &self.line {
+            let status = rsp.status().as_u16();
+            if let Some(log) = shared.access_log.as_deref() {
+                let out = Outcome {
+                    status,
+                    error,
+                    request_id: &self.request_id,
+                    peer_identity,
+                };
+                record(log, dir, line, &self.meta, out);
+            }
+            if let (Some(exp), Some(span)) =
+                (shared.otlp.as_deref(), self.meta.span.filter(|s| s.sampled))
+            {
+                export_span(
+                    exp,
+                    span,
+                    dir,
+                    line,
+                    &self.meta,
+                    status,
+                    error,
+                    peer_identity,
+                );
+            }
         }
         rsp.headers_mut()
             .insert(crate::proxy::headers::X_REQUEST_ID, self.request_id);
         rsp
     }
+}
+
+/// One SERVER span per proxied request (sampled traces only).
+#[allow(clippy::too_many_arguments)]
+fn export_span(
+    exp: &crate::telemetry::otlp::Exporter,
+    span: Span,
+    dir: Direction,
+    start: &Start,
+    meta: &Meta,
+    status: u16,
+    error: Option<&'static str>,
+    peer_identity: Option<&str>,
+) {
+    use crate::telemetry::otlp::{span_name, Attributes, SpanRecord};
+    let attributes = Attributes {
+        direction: dir.as_str(),
+        http_method: start.method.as_str(),
+        route: &meta.route,
+        backend: &meta.backend,
+        status,
+        peer_identity,
+        upstream: meta.upstream.map(|a| a.to_string()),
+        retries: meta.attempts.saturating_sub(1),
+        mcp_method: meta.mcp.as_ref().map_or("", |c| c.method_label()),
+        mcp_tool: meta.mcp.as_ref().and_then(|c| c.tool_label()).unwrap_or(""),
+        error,
+    };
+    let name = span_name(&attributes);
+    exp.record(SpanRecord {
+        span,
+        name: &name,
+        start: start.wall,
+        end: start.wall + start.at.elapsed(),
+        attributes,
+    });
 }

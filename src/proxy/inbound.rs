@@ -54,11 +54,11 @@ impl Inbound {
         mut req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let shared = &self.worker.shared;
-        let log = shared.access_log.as_deref();
-        let mut env = audit::Envelope::open(&mut req, log);
+        let observe = shared.access_log.is_some() || shared.otlp.is_some();
+        let mut env = audit::Envelope::open(&mut req, observe);
         let result = self.forward(req, env.start, &mut env.meta).await;
         let peer = self.identity.as_deref();
-        Ok(env.close(result, Direction::Inbound, &shared.metrics, log, peer))
+        Ok(env.close(result, Direction::Inbound, shared, peer))
     }
 
     async fn forward(

@@ -42,10 +42,10 @@ impl Outbound {
         mut req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let shared = &self.worker.shared;
-        let log = shared.access_log.as_deref();
-        let mut env = audit::Envelope::open(&mut req, log);
+        let observe = shared.access_log.is_some() || shared.otlp.is_some();
+        let mut env = audit::Envelope::open(&mut req, observe);
         let result = self.route(req, env.start, &mut env.meta).await;
-        Ok(env.close(result, Direction::Outbound, &shared.metrics, log, None))
+        Ok(env.close(result, Direction::Outbound, shared, None))
     }
 
     async fn route(
@@ -99,7 +99,7 @@ impl Outbound {
 
         headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
         headers::apply_edits(req.headers_mut(), &route.request_headers);
-        if self.worker.shared.access_log.is_some() {
+        if self.worker.shared.access_log.is_some() || self.worker.shared.otlp.is_some() {
             meta.route.clone_from(&route.name);
             meta.backend.clone_from(&backend.backend.name);
         }

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub circuit_breaker_open: IntGaugeVec,
     pub outlier_ejections: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    pub otlp_dropped: IntCounter,
+    pub otlp_failures: IntCounter,
     /// Tool names seen per backend (label cardinality cap), kept across reloads.
     tool_caps: Arc<Mutex<HashMap<String, Arc<ToolCap>>>>,
 }
@@ -217,6 +219,16 @@ impl Metrics {
             "Access log lines dropped because the writer fell behind (never blocks requests).",
         )
         .expect("valid metric");
+        let otlp_dropped = IntCounter::new(
+            "outrider_otlp_spans_dropped_total",
+            "Spans dropped because the OTLP export queue was full (never blocks requests).",
+        )
+        .expect("valid metric");
+        let otlp_failures = IntCounter::new(
+            "outrider_otlp_export_failures_total",
+            "OTLP export requests that failed (the batch is dropped).",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("outrider_build_info", "Build information; always 1."),
             &["version", "commit"],
@@ -246,6 +258,8 @@ impl Metrics {
             Box::new(circuit_breaker_open.clone()),
             Box::new(outlier_ejections.clone()),
             Box::new(access_log_dropped.clone()),
+            Box::new(otlp_dropped.clone()),
+            Box::new(otlp_failures.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -270,6 +284,8 @@ impl Metrics {
             circuit_breaker_open,
             outlier_ejections,
             access_log_dropped,
+            otlp_dropped,
+            otlp_failures,
             tool_caps: Arc::default(),
         }
     }

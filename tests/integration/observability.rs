@@ -180,3 +180,94 @@ async fn new_traces_follow_sample_ratio() {
         "b3 disabled and absent: not invented"
     );
 }
+
+#[tokio::test]
+async fn sampled_requests_are_exported_as_otlp_spans() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    // A local OTLP/HTTP receiver that decodes what it gets.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ExportTraceServiceRequest>();
+    let receiver = Upstream::start("otlp", move |req, _shared| {
+        let tx = tx.clone();
+        async move {
+            let bytes = http_body_util::BodyExt::collect(req.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let _ = tx.send(ExportTraceServiceRequest::decode(bytes).expect("valid OTLP protobuf"));
+            http::Response::new(crate::support::body::empty())
+        }
+    })
+    .await;
+    let app = Upstream::echo().await;
+    let tracing = format!(
+        "tracing: {{ otlp: {{ endpoint: \"http://{}/v1/traces\" }} }}\n",
+        receiver.addr
+    );
+    let (a, _b, _, _) = chain(&app, &tracing);
+    let json = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"analyze_text"}}"#;
+    let req = a
+        .request("svc", "/mcp")
+        .method("POST")
+        .header("content-type", "application/json")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+    let r = a
+        .client
+        .request(req.body(crate::support::body::full(json)).unwrap())
+        .await;
+    assert_eq!(r.status, 200);
+
+    // Both sidecars export their span (batches flush within a second).
+    let mut spans = Vec::new();
+    crate::support::bounded("two exported spans", async {
+        while spans.len() < 2 {
+            let export = rx.recv().await.unwrap();
+            for rs in export.resource_spans {
+                for ss in rs.scope_spans {
+                    spans.extend(ss.spans);
+                }
+            }
+        }
+    })
+    .await;
+    let trace = hex(&spans[0].trace_id);
+    assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == trace));
+    let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, k: &str| {
+        s.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .map(|v| format!("{v:?}"))
+    };
+    let outbound = spans
+        .iter()
+        .find(|s| attr(s, "outrider.direction").is_some_and(|v| v.contains("outbound")))
+        .unwrap();
+    let inbound = spans
+        .iter()
+        .find(|s| attr(s, "outrider.direction").is_some_and(|v| v.contains("inbound")))
+        .unwrap();
+    assert_eq!(hex(&outbound.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(
+        inbound.parent_span_id, outbound.span_id,
+        "the inbound span is the child of the outbound one"
+    );
+    assert!(attr(outbound, "mcp.method.name")
+        .unwrap()
+        .contains("tools/call"));
+    assert!(attr(outbound, "gen_ai.tool.name")
+        .unwrap()
+        .contains("analyze_text"));
+    assert!(attr(outbound, "http.response.status_code")
+        .unwrap()
+        .contains("200"));
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
