@@ -137,29 +137,46 @@ impl Output {
     }
 }
 
+/// How often a busy writer looks at its queue: senders never wake it while it is busy.
+const POLL: Duration = Duration::from_millis(20);
+
 fn writer(mut out: Output, target: Target, rx: Receiver<Msg>) {
     let mut last_check = std::time::Instant::now();
+    let mut busy = false;
     loop {
-        let msg = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = out.writer().flush();
-                return;
-            }
-        };
-        let mut reopen = matches!(msg, Some(Msg::Reopen));
-        if let Some(Msg::Line(l)) = msg {
-            let _ = out.writer().write_all(&l);
-            // Drain what is queued, then flush once.
-            while let Ok(m) = rx.try_recv() {
-                match m {
-                    Msg::Line(l) => {
-                        let _ = out.writer().write_all(&l);
-                    }
-                    Msg::Reopen => reopen = true,
+        // Idle: block until something arrives (one wake-up per idle period). Busy: sleep and
+        // drain, so a steady stream of lines costs no wake-up per line.
+        let first = if busy {
+            std::thread::sleep(POLL);
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let _ = out.writer().flush();
+                    return;
                 }
             }
+        } else {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = out.writer().flush();
+                    return;
+                }
+            }
+        };
+        busy = first.is_some();
+        let mut reopen = false;
+        let mut next = first;
+        while let Some(m) = next {
+            match m {
+                Msg::Line(l) => {
+                    let _ = out.writer().write_all(&l);
+                }
+                Msg::Reopen => reopen = true,
+            }
+            next = rx.try_recv().ok();
         }
         let _ = out.writer().flush();
         if last_check.elapsed() >= Duration::from_secs(1) {

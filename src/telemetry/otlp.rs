@@ -397,6 +397,9 @@ impl Item {
 }
 
 /// The export loop: batch, send, repeat; after the queue closed, flush within `shutdown`.
+/// How often a busy exporter looks at its queue.
+const POLL: Duration = Duration::from_millis(50);
+
 async fn run(mut rx: mpsc::Receiver<Item>, mut sink: Sink, dropped: IntCounter, t: Timings) {
     let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
     let mut deadline: Option<Instant> = None;
@@ -405,12 +408,20 @@ async fn run(mut rx: mpsc::Receiver<Item>, mut sink: Sink, dropped: IntCounter, 
             return; // closed and drained
         }
         let flush_at = tokio::time::Instant::now() + t.flush_every;
-        while batch.len() < BATCH {
-            let room = BATCH - batch.len();
-            match tokio::time::timeout_at(flush_at, rx.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        // Under load, poll instead of awaiting each span: a receiver parked on the channel
+        // would be woken (a cross-thread wake-up and a syscall) by every single `record`.
+        loop {
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
             }
+            let now = tokio::time::Instant::now();
+            if batch.len() >= BATCH || now >= flush_at || rx.is_closed() {
+                break;
+            }
+            tokio::time::sleep_until((now + POLL).min(flush_at)).await;
         }
         if deadline.is_none() && rx.is_closed() {
             deadline = Some(Instant::now() + t.shutdown);
