@@ -156,6 +156,21 @@ impl Snapshot {
             .map(|_| metrics.route_backend(Direction::Inbound, "", APP_BACKEND));
         for b in &backends {
             b.report_metrics(metrics);
+            // No session affinity yet: no pinned sessions (the series exists from the start).
+            metrics
+                .mcp_sessions
+                .with_label_values(&[&b.backend.name])
+                .set(0);
+        }
+        // A static endpoint list is one discovery update when its backend (re)appears.
+        for b in &config.backends {
+            let fresh = prev.is_none_or(|p| !p.backends.iter().any(|o| o.backend == *b));
+            if fresh {
+                metrics
+                    .discovery_updates
+                    .with_label_values(&[&b.name, "static", "success"])
+                    .inc();
+            }
         }
         for gone in prev.iter().flat_map(|p| p.backends.iter()) {
             if !config.backends.iter().any(|b| b.name == gone.backend.name) {
@@ -167,6 +182,7 @@ impl Snapshot {
                 }
                 let _ = metrics.backend_active_requests.remove_label_values(&[name]);
                 let _ = metrics.circuit_breaker_open.remove_label_values(&[name]);
+                let _ = metrics.mcp_sessions.remove_label_values(&[name]);
             }
         }
         let limit = config

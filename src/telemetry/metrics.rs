@@ -54,6 +54,8 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub otlp_dropped: IntCounter,
     pub otlp_failures: IntCounter,
+    pub mcp_sessions: IntGaugeVec,
+    pub discovery_updates: IntCounterVec,
     /// Tool names seen per backend (label cardinality cap), kept across reloads.
     tool_caps: Arc<Mutex<HashMap<String, Arc<ToolCap>>>>,
 }
@@ -229,6 +231,22 @@ impl Metrics {
             "OTLP export requests that failed (the batch is dropped).",
         )
         .expect("valid metric");
+        let mcp_sessions = IntGaugeVec::new(
+            Opts::new(
+                "outrider_mcp_sessions",
+                "Live MCP sessions pinned to the backend (session affinity).",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
+        let discovery_updates = IntCounterVec::new(
+            Opts::new(
+                "outrider_discovery_updates_total",
+                "Endpoint set updates per backend, by source and result.",
+            ),
+            &["backend", "source", "result"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("outrider_build_info", "Build information; always 1."),
             &["version", "commit"],
@@ -260,6 +278,8 @@ impl Metrics {
             Box::new(access_log_dropped.clone()),
             Box::new(otlp_dropped.clone()),
             Box::new(otlp_failures.clone()),
+            Box::new(mcp_sessions.clone()),
+            Box::new(discovery_updates.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -286,6 +306,8 @@ impl Metrics {
             access_log_dropped,
             otlp_dropped,
             otlp_failures,
+            mcp_sessions,
+            discovery_updates,
             tool_caps: Arc::default(),
         }
     }
@@ -384,4 +406,95 @@ impl RouteBackendMetrics {
 
 fn itoa(n: u16) -> String {
     n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric of SPEC §8 with exactly its label names (a series of each is created first:
+    /// families without series are not exposed).
+    #[test]
+    fn spec_metric_names_and_labels() {
+        let m = Metrics::new();
+        m.requests
+            .with_label_values(&["outbound", "r", "b", "200", "", ""]);
+        m.duration.with_label_values(&["outbound", "r", "b"]);
+        m.proxy_errors.with_label_values(&["outbound", "no-route"]);
+        m.retries.with_label_values(&["r", "b", "503"]);
+        m.retry_budget_exhausted.with_label_values(&["r"]);
+        m.backend_endpoints.with_label_values(&["b", "healthy"]);
+        m.backend_active_requests.with_label_values(&["b"]);
+        m.circuit_breaker_open.with_label_values(&["b"]);
+        m.outlier_ejections.with_label_values(&["b"]);
+        m.tls_handshake_errors
+            .with_label_values(&["inbound", "not-tls"]);
+        m.authz_denied.with_label_values(&["inbound", ""]);
+        m.config_reloads.with_label_values(&["success"]);
+        m.tls_cert_expiry.with_label_values(&["spiffe://td/sa/x"]);
+        m.mcp_sessions.with_label_values(&["b"]);
+        m.discovery_updates
+            .with_label_values(&["b", "static", "success"]);
+        let families = m.registry.gather();
+        let labels = |name: &str| -> Vec<String> {
+            let f = families
+                .iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            let mut l: Vec<String> = f.get_metric()[0]
+                .get_label()
+                .iter()
+                .map(|l| l.name().to_owned())
+                .collect();
+            l.sort();
+            l
+        };
+        let spec: &[(&str, &[&str])] = &[
+            (
+                "outrider_requests_total",
+                &[
+                    "backend",
+                    "code",
+                    "direction",
+                    "mcp_method",
+                    "mcp_tool",
+                    "route",
+                ],
+            ),
+            (
+                "outrider_request_duration_seconds",
+                &["backend", "direction", "route"],
+            ),
+            ("outrider_proxy_errors_total", &["direction", "reason"]),
+            ("outrider_retries_total", &["backend", "reason", "route"]),
+            ("outrider_retry_budget_exhausted_total", &["route"]),
+            ("outrider_backend_endpoints", &["backend", "state"]),
+            ("outrider_backend_active_requests", &["backend"]),
+            ("outrider_circuit_breaker_open", &["backend"]),
+            ("outrider_outlier_ejections_total", &["backend"]),
+            ("outrider_connections_open", &["direction"]),
+            (
+                "outrider_tls_handshake_errors_total",
+                &["direction", "reason"],
+            ),
+            ("outrider_authz_denied_total", &["direction", "peer"]),
+            ("outrider_config_reloads_total", &["result"]),
+            ("outrider_config_generation", &[]),
+            ("outrider_config_last_reload_success_timestamp_seconds", &[]),
+            ("outrider_tls_cert_expiry_timestamp_seconds", &["identity"]),
+            ("outrider_mcp_sessions", &["backend"]),
+            (
+                "outrider_discovery_updates_total",
+                &["backend", "result", "source"],
+            ),
+            ("outrider_build_info", &["commit", "version"]),
+        ];
+        for (name, want) in spec {
+            assert_eq!(labels(name), *want, "{name}");
+        }
+        assert!(
+            families.iter().any(|f| f.name().starts_with("process_")),
+            "process collector"
+        );
+    }
 }

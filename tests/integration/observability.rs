@@ -271,3 +271,31 @@ async fn sampled_requests_are_exported_as_otlp_spans() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[tokio::test]
+async fn request_bodies_never_reach_the_access_log() {
+    let app = Upstream::echo().await;
+    let (a, _b, la, lb) = chain(&app, "");
+    let json = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"analyze_text","arguments":{"essay":"Alice wrote about her dyslexia diagnosis"}}}"#;
+    let req = a
+        .request("svc", "/mcp?student_id=123")
+        .method("POST")
+        .header("content-type", "application/json")
+        .header("cookie", "session=topsecret");
+    assert_eq!(
+        a.client
+            .request(req.body(crate::support::body::full(json)).unwrap())
+            .await
+            .status,
+        200
+    );
+    for path in [&la, &lb] {
+        let line = lines(path, 1).await.remove(0);
+        assert_eq!(line["mcp_method"], "tools/call");
+        assert_eq!(line["mcp_tool"], "analyze_text");
+        let text = line.to_string();
+        for secret in ["dyslexia", "Alice", "essay", "student_id", "topsecret"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+}
