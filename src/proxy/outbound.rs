@@ -126,16 +126,14 @@ impl Outbound {
         let (mut rsp, (permit, lease)) = match result {
             Ok(f) => (f.response, (f.permit, f.lease)),
             Err(e) => {
-                metrics.count_mcp(e.status().as_u16(), meta.mcp.as_ref());
-                metrics.duration.observe(start.elapsed().as_secs_f64());
+                metrics.record(e.status().as_u16(), start.elapsed(), meta.mcp.as_ref());
                 return Err(e);
             }
         };
         if let Some(up) = upgrade {
             spawn_tunnel(up, &mut rsp, self.conn.clone());
         }
-        metrics.count_mcp(rsp.status().as_u16(), meta.mcp.as_ref());
-        metrics.duration.observe(start.elapsed().as_secs_f64());
+        metrics.record(rsp.status().as_u16(), start.elapsed(), meta.mcp.as_ref());
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
         headers::mark_event_stream(rsp.headers_mut());

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub otlp_dropped: IntCounter,
     pub otlp_failures: IntCounter,
     pub mcp_sessions: IntGaugeVec,
+    pub mcp_duration: HistogramVec,
     pub discovery_updates: IntCounterVec,
     /// Tool names seen per backend (label cardinality cap), kept across reloads.
     tool_caps: Arc<Mutex<HashMap<String, Arc<ToolCap>>>>,
@@ -239,6 +240,15 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric");
+        let mcp_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "outrider_mcp_request_duration_seconds",
+                "Time to response headers of MCP requests, per method and tool (tool labels capped per backend).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["direction", "backend", "mcp_method", "mcp_tool"],
+        )
+        .expect("valid metric");
         let discovery_updates = IntCounterVec::new(
             Opts::new(
                 "outrider_discovery_updates_total",
@@ -279,6 +289,7 @@ impl Metrics {
             Box::new(otlp_dropped.clone()),
             Box::new(otlp_failures.clone()),
             Box::new(mcp_sessions.clone()),
+            Box::new(mcp_duration.clone()),
             Box::new(discovery_updates.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -307,6 +318,7 @@ impl Metrics {
             otlp_dropped,
             otlp_failures,
             mcp_sessions,
+            mcp_duration,
             discovery_updates,
             tool_caps: Arc::default(),
         }
@@ -331,6 +343,7 @@ impl Metrics {
             .clone();
         RouteBackendMetrics {
             tools,
+            mcp_duration: self.mcp_duration.clone(),
             labels: [
                 dir.as_str().to_owned(),
                 route.to_owned(),
@@ -359,6 +372,7 @@ impl Default for Metrics {
 /// Handles for one (direction, route, backend), resolved when a config is loaded.
 pub struct RouteBackendMetrics {
     tools: Arc<ToolCap>,
+    mcp_duration: HistogramVec,
     labels: [String; 3],
     pub duration: Histogram,
     /// The `200` counter, resolved on first use: the common case takes no lock.
@@ -384,8 +398,15 @@ impl RouteBackendMetrics {
         codes.push((status, c));
     }
 
-    /// Counts a request with its MCP method and tool labels (plain HTTP: both `""`).
-    pub fn count_mcp(&self, status: u16, mcp: Option<&crate::mcp::Classification>) {
+    /// Records one request: its count (with MCP method and tool labels; plain HTTP: both
+    /// `""`), its duration, and for MCP requests the per-tool duration.
+    pub fn record(
+        &self,
+        status: u16,
+        elapsed: std::time::Duration,
+        mcp: Option<&crate::mcp::Classification>,
+    ) {
+        self.duration.observe(elapsed.as_secs_f64());
         let Some(c) = mcp else {
             return self.count(status);
         };
@@ -395,6 +416,9 @@ impl RouteBackendMetrics {
         self.requests
             .with_label_values(&[d, r, b, itoa(status).as_str(), method, tool])
             .inc();
+        self.mcp_duration
+            .with_label_values(&[d, b, method, tool])
+            .observe(elapsed.as_secs_f64());
     }
 
     fn resolve(&self, status: u16) -> IntCounter {
