@@ -1,9 +1,5 @@
-//! Endpoint and backend choice. Today: weighted backend split and round-robin endpoints.
-//!
-//! Owns: the pick functions. Does not own: endpoint health (none yet) or connection pools.
-//! The resilience issue replaces `RoundRobin` with P2C over peak-EWMA behind the same call.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! Backend choice for a route: the weighted split of `to`. Endpoint choice within a backend
+//! (P2C-EWMA, least-request, round-robin) lives in `resilience::balance`.
 
 /// Picks a position in `(id, weight)` pairs, proportionally to weight.
 pub fn weighted(to: &[(usize, u32)], total: u32) -> usize {
@@ -20,21 +16,6 @@ pub fn weighted(to: &[(usize, u32)], total: u32) -> usize {
     to.len() - 1
 }
 
-#[derive(Debug, Default)]
-pub struct RoundRobin {
-    next: AtomicUsize,
-}
-
-impl RoundRobin {
-    /// Index in `0..len`; `len` must be > 0.
-    pub fn pick(&self, len: usize) -> usize {
-        if len == 1 {
-            return 0;
-        }
-        self.next.fetch_add(1, Ordering::Relaxed) % len
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,12 +30,5 @@ mod tests {
         assert_eq!(counts[2], 0);
         assert!((8_500..9_500).contains(&counts[0]), "{counts:?}");
         assert_eq!(counts[0] + counts[1], 10_000);
-    }
-
-    #[test]
-    fn round_robin_cycles() {
-        let rr = RoundRobin::default();
-        let picks: Vec<usize> = (0..6).map(|_| rr.pick(3)).collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 }
