@@ -1,5 +1,6 @@
-//! One immutable runtime view of a config generation: route table, per-route metric handles,
-//! per-backend state (endpoints, balancer, one upstream client per worker).
+//! One immutable runtime view of a config generation: route table, per-route metric handles
+//! and retry budgets, per-backend state (endpoints with their load/outlier/health state, the
+//! resilience policy, one upstream pool per worker, health-check task).
 //!
 //! Owns: building that view from a `config::Loaded`. Readers hold an `Arc<Snapshot>` for the
 //! life of a request; a new config means a new snapshot swapped in whole.

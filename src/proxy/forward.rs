@@ -1,8 +1,11 @@
-//! Sending one request to one endpoint of a backend, and shaping the response on the way back.
+//! Sending one request to a backend: the resilience loop around the wire.
 //!
-//! Owns: endpoint choice call, upstream URI/version/Host rewriting, the route timeout (to
-//! response headers only), upstream error classification, WebSocket/Upgrade tunnels.
-//! This is the slot where the resilience layers (retries, breakers, P2C) go.
+//! Owns: the backend slot (limits), endpoint choice (`resilience::Backend::pick`), tries with
+//! per-try timeouts under the route timeout (to response headers only), body replay for
+//! retries, outcome reports (EWMA, penalties, ejection), retry decisions with budget and
+//! backoff, upstream URI/version/Host rewriting, error classification, WebSocket tunnels.
+//! The wire itself is the worker's HTTP/1.1 pool (`h1pool`) or the hyper-util client (TLS,
+//! HTTP/2).
 
 use std::time::{Duration, Instant};
 
