@@ -172,6 +172,15 @@ impl App {
             )),
             None => None,
         };
+        let sessions = Arc::new(match &config.mcp_session_key_file {
+            Some(path) => {
+                crate::mcp::session::SessionKey::from_file(path).map_err(|e| Error::Start {
+                    what: "MCP session key",
+                    source: std::io::Error::other(e.to_string()),
+                })?
+            }
+            None => crate::mcp::session::SessionKey::random(),
+        });
         let (lifecycle_tx, lifecycle_rx) = watch::channel(Lifecycle::Running);
         let lifecycle_tx = Arc::new(lifecycle_tx);
         let shared = Arc::new(Shared {
@@ -181,6 +190,7 @@ impl App {
             tls: tls.clone(),
             access_log,
             otlp,
+            sessions,
         });
         let shared_access_log = shared.access_log.clone();
         let reloader = Arc::new(Reloader::new(shared.clone(), path, deps));

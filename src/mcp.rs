@@ -23,6 +23,7 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod method;
 pub mod policy;
+pub mod session;
 pub mod sse;
 
 pub use classify::{

@@ -60,6 +60,8 @@ pub struct Shared {
     pub access_log: Option<Arc<crate::telemetry::access_log::AccessLog>>,
     /// The span exporter, when `tracing.otlp` is configured.
     pub otlp: Option<Arc<crate::telemetry::otlp::Exporter>>,
+    /// Seals MCP session ids (`session_affinity: mcp`).
+    pub sessions: Arc<crate::mcp::session::SessionKey>,
 }
 
 /// One worker thread's view: the shared inputs plus its index (selects its connection pools).

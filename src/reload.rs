@@ -239,6 +239,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Result<(), String> {
     if old.access_log != new.access_log {
         what.push("access_log".to_owned());
     }
+    if old.mcp_session_key_file != new.mcp_session_key_file {
+        what.push("mcp.session_key_file".to_owned());
+    }
     if old.otlp_endpoint != new.otlp_endpoint {
         what.push("tracing.otlp".to_owned());
     }

@@ -136,6 +136,7 @@ impl Snapshot {
                     name: APP_BACKEND.to_owned(),
                     endpoints: vec![ib.app],
                     tls: None,
+                    session_affinity: false,
                     protocol: Protocol::Http1,
                     // The local app is never ejected: with one endpoint that would turn its
                     // own 5xx into `circuit-open` for everyone.

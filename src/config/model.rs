@@ -35,6 +35,8 @@ pub struct Config {
     pub mcp_max_inspect_body: usize,
     /// `mcp.sse_keepalive`: comment lines injected into SSE streams silent this long.
     pub mcp_sse_keepalive: Option<Duration>,
+    /// `mcp.session_key_file`: the key sealing MCP session ids (random per process when unset).
+    pub mcp_session_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +171,8 @@ pub struct Backend {
     pub endpoints: Vec<SocketAddr>,
     /// mTLS to the endpoints, expecting this SPIFFE ID; `None` = plaintext.
     pub tls: Option<String>,
+    /// `session_affinity: mcp`: requests of an MCP session go to the endpoint that issued it.
+    pub session_affinity: bool,
     pub protocol: Protocol,
     pub connect_timeout: Duration,
     /// Balancing, circuit breaker, outlier ejection, health check.

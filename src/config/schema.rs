@@ -203,7 +203,7 @@ pub struct Mcp {
     #[serde(default)]
     pub max_inspect_body: Option<String>,
     #[serde(default)]
-    pub session_key_file: Unsupported,
+    pub session_key_file: Option<String>,
     #[serde(default)]
     pub sse_keepalive: Option<String>,
 }
@@ -241,7 +241,7 @@ pub struct Backend {
     #[serde(default)]
     pub balance: Option<String>,
     #[serde(default)]
-    pub session_affinity: Unsupported,
+    pub session_affinity: Option<String>,
     #[serde(default)]
     pub connect_timeout: Option<String>,
     #[serde(default)]

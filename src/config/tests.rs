@@ -127,10 +127,6 @@ fn unknown_keys_are_errors_with_the_key_position() {
 fn unbuilt_sections_are_refused_not_ignored() {
     for (section, text) in [
         ("gateway", "gateway: { listen: 0.0.0.0:1 }"),
-        (
-            "mcp.session_key_file",
-            "mcp: { max_inspect_body: 1MiB, session_key_file: /k }",
-        ),
         ("registration", "registration: { ttl: 10s }"),
     ] {
         let errs = errors(&format!("version: 1\n{text}\n"));
@@ -142,7 +138,7 @@ fn unbuilt_sections_are_refused_not_ignored() {
         );
     }
     let errs = errors(
-        "version: 1\nbackends:\n  - name: b\n    discovery: { dns: { name: x, port: 1 } }\n    session_affinity: mcp\n",
+        "version: 1\nbackends:\n  - name: b\n    discovery: { dns: { name: x, port: 1 } }\n    session_affinity: sticky\n",
     );
     assert!(
         errs.iter()
@@ -151,7 +147,7 @@ fn unbuilt_sections_are_refused_not_ignored() {
     );
     assert!(
         errs.iter()
-            .any(|e| e.contains("not supported yet: backends[0].session_affinity")),
+            .any(|e| e.contains("invalid session_affinity `sticky`")),
         "{errs:?}"
     );
     let errs =

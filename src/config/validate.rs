@@ -286,7 +286,25 @@ where
     if !cx.problems.is_empty() {
         return Err(cx.problems);
     }
+    let mcp_session_key_file = file
+        .mcp
+        .as_ref()
+        .and_then(|m| m.session_key_file.as_ref())
+        .and_then(|p| {
+            let path = std::path::PathBuf::from(p);
+            match crate::mcp::session::SessionKey::from_file(&path) {
+                Ok(_) => Some(path),
+                Err(e) => {
+                    cx.err("mcp.session_key_file", e.to_string());
+                    None
+                }
+            }
+        });
+    if !cx.problems.is_empty() {
+        return Err(cx.problems);
+    }
     let config = model::Config {
+        mcp_session_key_file,
         mcp_max_inspect_body,
         mcp_sse_keepalive,
         service: file.service.clone().unwrap_or_default(),
@@ -505,10 +523,17 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend, has_tls: bool) -> mode
     ] {
         cx.unsupported(&format!("{path}.discovery.{kind}"), present);
     }
-    cx.unsupported(
-        &format!("{path}.session_affinity"),
-        b.session_affinity.is_some(),
-    );
+    let session_affinity = match b.session_affinity.as_deref() {
+        None | Some("none") => false,
+        Some("mcp") => true,
+        Some(other) => {
+            cx.err(
+                &format!("{path}.session_affinity"),
+                format!("invalid session_affinity `{other}`: expected mcp or none"),
+            );
+            false
+        }
+    };
     let mut endpoints = Vec::new();
     if let Some(list) = &d.static_ {
         if list.is_empty() {
@@ -554,6 +579,7 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend, has_tls: bool) -> mode
         name: b.name.clone(),
         endpoints,
         tls,
+        session_affinity,
         protocol,
         connect_timeout,
         resilience,

@@ -25,6 +25,8 @@ pub enum ProxyError {
         why: String,
         mcp: Option<crate::mcp::Classification>,
     },
+    #[error("MCP session not found on backend {backend}: initialize a new session")]
+    SessionNotFound { backend: String },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
     #[error("{what} is at its concurrency limit")]
@@ -55,6 +57,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::Forbidden { .. } => "forbidden",
             ProxyError::NoEndpoints { .. } => "no-endpoints",
+            ProxyError::SessionNotFound { .. } => "session-not-found",
             ProxyError::CircuitOpen { .. } => "circuit-open",
             ProxyError::ClientBody { .. } => "bad-request",
             ProxyError::BodyTooLarge { .. } => "body-too-large",
@@ -68,7 +71,9 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoRoute { .. } | ProxyError::SessionNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::NoEndpoints { .. }
             | ProxyError::Overloaded { .. }

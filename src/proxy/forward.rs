@@ -25,8 +25,9 @@ use super::error::{from_send_error, ProxyError};
 use super::h1pool::{Lease, SendError};
 use super::headers;
 use crate::config::model::{Protocol, RouteRetry};
+use crate::mcp::session::SessionKey;
 use crate::resilience::retry::is_idempotent_method;
-use crate::resilience::{should_retry, Outcome, Permit, RetryBudget, Unavailable};
+use crate::resilience::{should_retry, Outcome, Permit, Pick, RetryBudget, Unavailable};
 use crate::snapshot::BackendState;
 
 /// How one request is sent: the backend, the worker's pool, the route's timeouts and retries.
@@ -43,7 +44,11 @@ pub struct Call<'a> {
     pub route: &'a str,
     pub budget_exhausted: Option<&'a prometheus::IntCounter>,
     pub retries: Option<&'a prometheus::IntCounterVec>,
+    /// `session_affinity: mcp`: the key sealing session ids, and the live-sessions gauge.
+    pub sessions: Option<(&'a SessionKey, &'a prometheus::IntGauge)>,
 }
+
+pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 
 /// What the tries did, for the access log (filled on success and on failure).
 #[derive(Debug, Default, Clone, Copy)]
@@ -121,6 +126,33 @@ pub async fn forward(
     let upgrade = parts.headers.contains_key(http::header::UPGRADE);
     let settings = call.retry.map(|r| &r.settings);
     let mut attempts = settings.map_or(1, |s| s.attempts);
+    // A request of an MCP session goes to the endpoint that issued the session, with the
+    // server's own id; it is never retried elsewhere (the session lives there).
+    let pinned = match call.sessions {
+        Some((key, _)) => match parts.headers.get(&MCP_SESSION_ID) {
+            Some(v) => {
+                let gone = || ProxyError::SessionNotFound {
+                    backend: name.clone(),
+                };
+                let (addr, server_id) = v
+                    .to_str()
+                    .ok()
+                    .and_then(|v| key.open(name, v))
+                    .ok_or_else(gone)?;
+                let index = backend
+                    .eps
+                    .iter()
+                    .position(|e| e.addr == addr)
+                    .ok_or_else(gone)?;
+                let id = HeaderValue::from_str(&server_id).map_err(|_| gone())?;
+                parts.headers.insert(MCP_SESSION_ID, id);
+                attempts = 1;
+                Some(index)
+            }
+            None => None,
+        },
+        None => None,
+    };
     // Replay needs the whole body in memory: only small bodies of known length are buffered
     // (an inspected MCP body already is).
     let mut body = Some(incoming);
@@ -169,17 +201,23 @@ pub async fn forward(
     loop {
         tries += 1;
         let now = Instant::now();
-        let pick = backend
-            .policy
-            .pick(&backend.eps, avoid, now.into())
-            .map_err(|u| match u {
-                Unavailable::NoEndpoints => ProxyError::NoEndpoints {
-                    backend: name.clone(),
-                },
-                Unavailable::CircuitOpen => ProxyError::CircuitOpen {
-                    backend: name.clone(),
-                },
-            })?;
+        let pick = match pinned {
+            Some(index) => Pick {
+                index,
+                probe: false,
+            },
+            None => backend
+                .policy
+                .pick(&backend.eps, avoid, now.into())
+                .map_err(|u| match u {
+                    Unavailable::NoEndpoints => ProxyError::NoEndpoints {
+                        backend: name.clone(),
+                    },
+                    Unavailable::CircuitOpen => ProxyError::CircuitOpen {
+                        backend: name.clone(),
+                    },
+                })?,
+        };
         let ep = &backend.eps[pick.index];
         info.attempts = tries;
         info.upstream = Some(ep.addr);
@@ -215,8 +253,19 @@ pub async fn forward(
         drop(in_flight);
         let latency = now.elapsed();
         let (outcome, result) = match result {
-            Ok(Ok((rsp, l))) => {
+            Ok(Ok((mut rsp, l))) => {
                 lease = l;
+                if let Some((key, live)) = call.sessions {
+                    seal_session(
+                        &mut rsp,
+                        key,
+                        live,
+                        name,
+                        ep.addr,
+                        pinned.is_some(),
+                        &parts.method,
+                    );
+                }
                 (Outcome::Status(rsp.status().as_u16()), Ok(rsp))
             }
             Ok(Err(UpstreamError::Legacy(e))) => {
@@ -277,6 +326,15 @@ pub async fn forward(
                 .is_some_and(|s| should_retry(&s.on, outcome, idempotent, replay.is_some(), false))
             && deadline.is_none_or(|d| Instant::now() < d);
         if !retryable {
+            // The endpoint of a session is gone (refuses connections, or dropped the pooled
+            // one): the client must initialize a new session.
+            if pinned.is_some()
+                && matches!(outcome, Outcome::ConnectFailure | Outcome::Reset { .. })
+            {
+                return Err(ProxyError::SessionNotFound {
+                    backend: name.clone(),
+                });
+            }
             return match result {
                 Ok(response) => Ok(Forwarded {
                     response,
@@ -316,6 +374,35 @@ pub async fn forward(
             return Err(timeout_err());
         }
         tokio::time::sleep_until(wake.into()).await;
+    }
+}
+
+/// A session id issued by the endpoint is sealed with the endpoint before the client sees it;
+/// `outrider_mcp_sessions` counts sessions started and not deleted.
+fn seal_session(
+    rsp: &mut Response<Incoming>,
+    key: &SessionKey,
+    live: &prometheus::IntGauge,
+    backend: &str,
+    endpoint: std::net::SocketAddr,
+    in_session: bool,
+    method: &http::Method,
+) {
+    if let Some(id) = rsp
+        .headers()
+        .get(&MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        let sealed = key.seal(backend, endpoint, id);
+        if let Ok(v) = HeaderValue::from_str(&sealed) {
+            rsp.headers_mut().insert(MCP_SESSION_ID, v);
+            if !in_session {
+                live.inc();
+            }
+        }
+    }
+    if in_session && method == http::Method::DELETE && rsp.status().is_success() {
+        live.dec();
     }
 }
 

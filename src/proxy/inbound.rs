@@ -141,6 +141,7 @@ impl Inbound {
             route: "",
             budget_exhausted: None,
             retries: None,
+            sessions: None,
         };
         let mut info = TryInfo::default();
         let result = forward(call, req, authority, &mut info).await;

@@ -104,6 +104,16 @@ impl Outbound {
             meta.backend.clone_from(&backend.backend.name);
         }
 
+        let sessions = backend.backend.session_affinity.then(|| {
+            let shared = &self.worker.shared;
+            (
+                shared.sessions.clone(),
+                shared
+                    .metrics
+                    .mcp_sessions
+                    .with_label_values(&[&backend.backend.name]),
+            )
+        });
         let mcp_idempotent = match (&meta.mcp, &route.retry) {
             (Some(c), Some(r)) => crate::mcp::is_idempotent(c, &r.idempotent_tools),
             _ => false,
@@ -118,6 +128,7 @@ impl Outbound {
             route: &route.name,
             budget_exhausted: Some(&rs.budget_exhausted),
             retries: Some(&self.worker.shared.metrics.retries),
+            sessions: sessions.as_ref().map(|(k, g)| (&**k, g)),
         };
         let mut info = TryInfo::default();
         let result = forward(call, req, authority, &mut info).await;

@@ -22,5 +22,6 @@ mod proxying;
 mod reload;
 mod resilience;
 mod resilience_more;
+mod sessions;
 mod streaming;
 mod support_selftest;

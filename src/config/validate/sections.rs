@@ -25,7 +25,6 @@ pub(super) fn mcp_condition(
 pub(super) fn mcp_section(cx: &mut Ctx, m: Option<&schema::Mcp>) -> usize {
     const DEFAULT: usize = 1 << 20;
     let Some(m) = m else { return DEFAULT };
-    cx.unsupported("mcp.session_key_file", m.session_key_file.is_some());
     match m.max_inspect_body.as_deref().map(units::size) {
         None => DEFAULT,
         Some(Ok(n)) if (1..=64 << 20).contains(&n) => n as usize,

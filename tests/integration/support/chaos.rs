@@ -43,12 +43,15 @@ pub fn backend(name: &str, addrs: &[SocketAddr], extra: &str) -> String {
 
 /// Start a proxy with these route and backend flow mappings.
 pub fn start(routes: &[String], backends: &[String]) -> TestProxy {
+    TestProxy::start(start_yaml(routes, backends))
+}
+
+/// The config `start` would use (to extend it first).
+pub fn start_yaml(routes: &[String], backends: &[String]) -> String {
     let cfg = routes.iter().fold(Cfg::new(), |cfg, r| cfg.route(r));
     let list: String = backends.iter().map(|b| format!("  - {b}\n")).collect();
-    let yaml = cfg
-        .yaml()
-        .replace("backends: []\n", &format!("backends:\n{list}"));
-    TestProxy::start(yaml)
+    cfg.yaml()
+        .replace("backends: []\n", &format!("backends:\n{list}"))
 }
 
 /// Run-time switches of a [`controlled`] upstream.
