@@ -281,3 +281,33 @@ async fn a_silent_sse_stream_gets_keepalive_comments_between_events_only() {
         "nothing may be injected into an unfinished event: {first:?} then {more:?}"
     );
 }
+
+#[tokio::test]
+async fn stateless_era_requests_are_routed_by_their_tool() {
+    let (profiles, rest) = (
+        Upstream::named("profiles").await,
+        Upstream::named("rest").await,
+    );
+    let proxy = Cfg::new()
+        .backend("profiles", profiles.addr)
+        .backend("rest", rest.addr)
+        .route("{ name: p, match: { host: svc, mcp: { tools: [\"profile_*\"] } }, to: [{ backend: profiles }] }")
+        .route("{ name: other, match: { host: svc }, to: [{ backend: rest }] }")
+        .start();
+    // 2026-07-28: no session; every POST names its method and tool in headers and `_meta`.
+    let json = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"profile_get","_meta":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}}"#;
+    let b = post(&proxy, json)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "profile_get");
+    let r = send_json(&proxy, b, json).await;
+    assert_eq!(r.upstream(), "profiles");
+    let seen = profiles.last_request().await;
+    assert!(
+        seen.header("traceparent")
+            .unwrap()
+            .contains("0af7651916cd43dd8448eb211c80319c"),
+        "_meta.traceparent continued when the header is absent"
+    );
+    assert!(rest.requests().is_empty());
+}
