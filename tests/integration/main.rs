@@ -22,6 +22,7 @@ mod proxying;
 mod reload;
 mod resilience;
 mod resilience_more;
+mod rmcp_e2e;
 mod sessions;
 mod streaming;
 mod support_selftest;
