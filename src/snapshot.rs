@@ -158,11 +158,9 @@ impl Snapshot {
             .map(|_| metrics.route_backend(Direction::Inbound, "", APP_BACKEND));
         for b in &backends {
             b.report_metrics(metrics);
-            // No session affinity yet: no pinned sessions (the series exists from the start).
-            metrics
-                .mcp_sessions
-                .with_label_values(&[&b.backend.name])
-                .set(0);
+            // The series exists from the start (0); sessions are counted by the request path and
+            // survive reloads, so the value is never reset here.
+            metrics.mcp_sessions.with_label_values(&[&b.backend.name]);
         }
         // A static endpoint list is one discovery update when its backend (re)appears.
         for b in &config.backends {

@@ -189,6 +189,8 @@ pub async fn forward(
         }
         None => None,
     };
+    // Kept aside: the last try takes `parts`.
+    let method = parts.method.clone();
     let idempotent = is_idempotent_method(&parts.method)
         || call.mcp_idempotent
         || call.retry.is_some_and(|r| r.non_idempotent);
@@ -263,7 +265,7 @@ pub async fn forward(
                         name,
                         ep.addr,
                         pinned.is_some(),
-                        &parts.method,
+                        &method,
                     );
                 }
                 (Outcome::Status(rsp.status().as_u16()), Ok(rsp))

@@ -163,3 +163,61 @@ async fn a_session_sticks_to_its_replica_survives_a_restart_and_ends_with_404_wh
     let _ = other;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_session_survives_a_config_reload_and_delete_ends_it() {
+    let (r1, r2) = (replica("r1").await, replica("r2").await);
+    let dir = std::env::temp_dir().join(format!(
+        "outrider-it-sessions-reload-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("outrider.yaml");
+    let yaml = |extra: &str| {
+        format!(
+            "{}{extra}",
+            chaos::start_yaml(
+                &["{ name: r, match: { host: svc }, to: [{ backend: mcp }] }".to_owned()],
+                &[chaos::backend(
+                    "mcp",
+                    &[r1.addr, r2.addr],
+                    "balance: round-robin, session_affinity: mcp"
+                )],
+            )
+        )
+    };
+    std::fs::write(&path, yaml("")).unwrap();
+    let p = TestProxy::start_file(&path);
+    let init = call(&p, http::Method::POST, None).await;
+    let sealed = init.header("mcp-session-id").unwrap().to_owned();
+    let home = init.upstream().to_owned();
+
+    // A reload that changes something else keeps the backend, its key and the session.
+    std::fs::write(&path, yaml("access_log: { path: off }\n")).unwrap();
+    let r = p.client.post(&p.admin_url("/reload"), "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for _ in 0..4 {
+        let r = call(&p, http::Method::POST, Some(&sealed)).await;
+        assert_eq!((r.status.as_u16(), r.upstream()), (200, home.as_str()));
+    }
+    assert_eq!(
+        p.metric("outrider_mcp_sessions", &[("backend", "mcp")])
+            .await,
+        Some(1.0)
+    );
+
+    // DELETE reaches the same replica and ends the session.
+    let d = call(&p, http::Method::DELETE, Some(&sealed)).await;
+    assert_eq!((d.status.as_u16(), d.upstream()), (200, home.as_str()));
+    assert_eq!(
+        p.metric("outrider_mcp_sessions", &[("backend", "mcp")])
+            .await,
+        Some(0.0)
+    );
+    let after = call(&p, http::Method::POST, Some(&sealed)).await;
+    assert_eq!(
+        after.status, 404,
+        "the replica forgot the session; the client re-initializes"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
