@@ -87,12 +87,20 @@ impl AuthzRule {
     }
 
     /// Peer and MCP conditions together (a batch passes only if every element does).
+    /// `session_io`: a GET (the session's SSE stream) or DELETE (ending it) without a JSON-RPC
+    /// body. It names no method or tool, so MCP conditions do not apply to it: the session it
+    /// belongs to was authorized at `initialize`; the peer condition still applies.
     pub fn allows_request(
         &self,
         peer: Option<&str>,
         mcp: Option<&crate::mcp::Classification>,
+        session_io: bool,
     ) -> bool {
-        self.allows(peer) && self.mcp.as_ref().is_none_or(|m| m.matches_opt(mcp))
+        self.allows(peer)
+            && self
+                .mcp
+                .as_ref()
+                .is_none_or(|m| (mcp.is_none() && session_io) || m.matches_opt(mcp))
     }
 }
 

@@ -82,7 +82,8 @@ impl Inbound {
         if let Some(rules) = inbound.and_then(|i| i.authorize.as_ref()) {
             let peer = self.identity.as_deref();
             let c = meta.mcp.as_ref();
-            if !rules.iter().any(|r| r.allows_request(peer, c)) {
+            let session_io = matches!(*req.method(), http::Method::GET | http::Method::DELETE);
+            if !rules.iter().any(|r| r.allows_request(peer, c, session_io)) {
                 let label = peer.unwrap_or("");
                 shared
                     .metrics

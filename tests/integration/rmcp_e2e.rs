@@ -50,12 +50,17 @@ impl Drop for Mesh {
 }
 
 async fn mesh(pace: Option<server::Pace>) -> Mesh {
+    mesh_with(pace, "").await
+}
+
+/// `authorize`: extra inbound keys, e.g. `, authorize: [...]`.
+async fn mesh_with(pace: Option<server::Pace>, authorize: &str) -> Mesh {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_addr: SocketAddr = listener.local_addr().unwrap();
     let app = tokio::spawn(server::serve(listener, server::WritingAnalysis::new(pace)));
     let pki = Pki::new("rmcp");
     let inbound = TestProxy::start(format!(
-        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{app_addr}\", mode: strict }}\n",
+        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{app_addr}\", mode: strict{authorize} }}\n",
         pki.sidecar_yaml("writing-analysis")
     ));
     let outbound = TestProxy::start(format!(
@@ -191,4 +196,44 @@ async fn progress_streams_through_both_sidecars_and_outlives_the_route_timeout()
     // route's `timeout: 200ms`.
     assert!(released.elapsed() >= Duration::from_millis(300));
     bounded("client shutdown", client.cancel()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_tool_authorization_allows_and_denies_an_rmcp_client() {
+    let rules = r#", authorize: [{ name: gateway-readonly, peers: ["spiffe://classroom.local/sa/gateway"], mcp: { methods: [initialize, "notifications/*", tools/list, tools/call], tools: [analyze_text] } }]"#;
+    let mesh = mesh_with(None, rules).await;
+    let (client, _progress) = connect(&mesh).await;
+    let ok = bounded(
+        "allowed tools/call",
+        client.call_tool(
+            CallToolRequestParams::new("analyze_text")
+                .with_arguments(args(serde_json::json!({"text": "a b"}))),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(text_of(&ok), "words: 2");
+    let denied = bounded(
+        "denied tools/call",
+        client.call_tool(
+            CallToolRequestParams::new("long_analysis")
+                .with_arguments(args(serde_json::json!({"steps": 1, "interval_ms": 1}))),
+        ),
+    )
+    .await;
+    let err = format!("{:?}", denied.expect_err("long_analysis is not allowed"));
+    assert!(
+        err.contains("long_analysis"),
+        "the JSON-RPC error names the refused tool: {err}"
+    );
+    mesh._inbound
+        .wait_metric(
+            "outrider_authz_denied_total",
+            &[
+                ("direction", "inbound"),
+                ("peer", Pki::id("gateway").as_str()),
+            ],
+            1.0,
+        )
+        .await;
 }
