@@ -237,3 +237,74 @@ async fn per_tool_authorization_allows_and_denies_an_rmcp_client() {
         )
         .await;
 }
+
+/// Two stateful rmcp replicas behind one outbound sidecar with `session_affinity: mcp` and
+/// round-robin: without affinity every other request would reach the replica that does not
+/// know the session (rmcp answers 404 there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_affinity_keeps_an_rmcp_session_on_its_replica() {
+    let mut replicas: Vec<tokio::task::JoinHandle<std::io::Result<()>>> = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        replicas.push(tokio::spawn(server::serve(
+            listener,
+            server::WritingAnalysis::new(None),
+        )));
+    }
+    let outbound = TestProxy::start(format!(
+        "version: 1\n{LISTENERS}outbound:\n  listen: 127.0.0.1:0\n  \
+         routes: [{{ name: mcp, match: {{ path_prefix: /mcp }}, to: [{{ backend: wa }}], retry: {{ attempts: 2, on: [connect-failure] }} }}]\n\
+         backends: [{{ name: wa, discovery: {{ static: [\"{}\", \"{}\"] }}, balance: round-robin, session_affinity: mcp, circuit_breaker: {{ consecutive_failures: 0 }} }}]\n",
+        addrs[0], addrs[1]
+    ));
+    let connect = |url: String| async move {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let transport = StreamableHttpClientTransport::from_uri(url);
+        bounded("initialize", Client { progress: tx }.serve(transport)).await
+    };
+    let client = connect(outbound.outbound_url("/mcp"))
+        .await
+        .expect("initialize");
+    for i in 0..8 {
+        let r = bounded(
+            "tools/call in the session",
+            client.call_tool(
+                CallToolRequestParams::new("analyze_text")
+                    .with_arguments(args(serde_json::json!({"text": "one two"}))),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("call {i} left its replica: {e:?}"));
+        assert_eq!(text_of(&r), "words: 2");
+    }
+    assert_eq!(
+        outbound
+            .metric("outrider_mcp_sessions", &[("backend", "wa")])
+            .await,
+        Some(1.0)
+    );
+
+    // A second session is pinned too (to whichever replica issued it).
+    let fresh = connect(outbound.outbound_url("/mcp"))
+        .await
+        .expect("a second initialize");
+    let r = bounded(
+        "tools/call in the new session",
+        fresh.call_tool(
+            CallToolRequestParams::new("analyze_text")
+                .with_arguments(args(serde_json::json!({"text": "a b c"}))),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(text_of(&r), "words: 3");
+    assert_eq!(
+        outbound
+            .metric("outrider_mcp_sessions", &[("backend", "wa")])
+            .await,
+        Some(2.0)
+    );
+    drop(replicas);
+}
