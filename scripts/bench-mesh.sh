@@ -65,6 +65,9 @@ MESH="$BENCHES/mesh"
 
 die() { echo "bench-mesh.sh: error: $*" >&2; exit 1; }
 log() { echo "[mesh $(date +%H:%M:%S)] $*" >&2; }
+PORT_HINT="set BENCH_PORT_BASE, or stop what holds them"
+# shellcheck source=scripts/lib/bench-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
 
 usage() { sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -112,7 +115,6 @@ for c in "${CANDIDATES[@]}"; do
   case "$c" in direct|outrider|haproxy|nginx) ;; *) die "unknown candidate '$c' (direct, outrider, haproxy, nginx)";; esac
 done
 [[ ${#CANDIDATES[@]} -gt 0 ]] || die "no candidates"
-has_candidate() { local c; for c in "${CANDIDATES[@]}"; do [[ $c == "$1" ]] && return 0; done; return 1; }
 
 BENCH_OUT=${BENCH_OUT:-$REPO/target/bench/mesh-report.md}
 case "$BENCH_OUT" in /*) ;; *) BENCH_OUT="$PWD/$BENCH_OUT" ;; esac
@@ -160,104 +162,15 @@ ensure_tools() {
 }
 
 # ---------------------------------------------------------------- processes
-TMP=""
 LOAD_PID=""
-declare -a STARTED_PIDS=()
-declare -a STARTED_NAMES=()
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local i pid
-  [[ -n "${LOAD_PID:-}" ]] && kill -TERM "$LOAD_PID" 2>/dev/null || true
-  for i in "${!STARTED_PIDS[@]}"; do
-    pid=${STARTED_PIDS[$i]}
-    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
-  done
-  for i in "${!STARTED_PIDS[@]}"; do
-    pid=${STARTED_PIDS[$i]}
-    local n=0
-    while kill -0 "$pid" 2>/dev/null && (( n < 50 )); do sleep 0.1; n=$((n + 1)); done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "${STARTED_NAMES[$i]} (pid $pid) ignored SIGTERM for 5s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ -n "$TMP" && -d "$TMP" ]]; then
-    if [[ "$KEEP_TMP" == 1 ]]; then
-      log "temp dir kept: $TMP"
-    else
-      rm -rf "$TMP"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-# start_proc NAME CMD... — run in the background, output to $TMP/NAME.log
-start_proc() {
-  local name=$1; shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  local pid=$!
-  STARTED_PIDS+=("$pid")
-  STARTED_NAMES+=("$name")
-  echo "$pid" > "$TMP/$name.pid"
-}
-pid_of() { cat "$TMP/$1.pid"; }
-now_s() { date +%s.%N; }
 
 # stop_proc NAME — SIGTERM, wait up to 5 s (then SIGKILL); sets STOP_MSG to how it ended.
 STOP_MSG=""
-stop_proc() {
-  local name=$1 pid rc=0 n=0 t0 t1
-  pid=$(pid_of "$name")
-  if ! kill -0 "$pid" 2>/dev/null; then
-    wait "$pid" 2>/dev/null || rc=$?
-    STOP_MSG="had already exited (status $rc)"
-    return 0
-  fi
-  t0=$(now_s)
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && (( n < 100 )); do sleep 0.05; n=$((n + 1)); done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    STOP_MSG="did NOT exit within 5 s of SIGTERM (killed)"
-    return 0
-  fi
-  wait "$pid" 2>/dev/null || rc=$?
-  t1=$(now_s)
-  STOP_MSG="exited on SIGTERM with status $rc after $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
-}
 
-port_busy() { [[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]; }
 
-check_ports() {
-  local busy=() p
-  for p in "$@"; do port_busy "$p" && busy+=("$p"); done
-  if [[ ${#busy[@]} -gt 0 ]]; then
-    ss -ltnp 2>/dev/null | grep -E ":($(IFS='|'; echo "${busy[*]}"))\b" >&2 || true
-    die "port(s) already in use on this machine: ${busy[*]} (set BENCH_PORT_BASE, or stop what holds them)"
-  fi
-}
 
-# wait_http NAME PID URL — until URL answers 2xx, or the process dies, or 15 s pass
-wait_http() {
-  local name=$1 pid=$2 url=$3 i
-  for ((i = 0; i < 150; i++)); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$name exited during start-up"; tail -n 30 "$TMP/$name.log" | sed 's/^/    /'
-      return 1
-    fi
-    curl -sf -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "$name not ready after 15s ($url)"; tail -n 30 "$TMP/$name.log" | sed 's/^/    /'
-  return 1
-}
 
 # wait_tls NAME PID PORT — until a TCP connect to PORT succeeds (TLS listeners)
 wait_tls() {
@@ -299,33 +212,9 @@ declare -A IDLE_OUT=()
 declare -A IDLE_IN=()
 declare -A CONN_CHECK=()  # candidate -> text of the pooled-connection check after warm-up
 
-proc_tree() { local pid=$1; echo "$pid"; pgrep -P "$pid" 2>/dev/null || true; }
 
-cpu_ticks() { # PIDS... -> sum of utime+stime in clock ticks
-  local pid s total=0
-  for pid in "$@"; do
-    s=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    total=$(( total + ${12} + ${13} ))
-  done
-  echo "$total"
-}
 
-status_kb() { # FIELD PIDS... -> sum of FIELD (VmRSS / VmHWM) in kB
-  local field=$1; shift
-  local pid total=0 v
-  for pid in "$@"; do
-    v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null) || v=0
-    total=$(( total + ${v:-0} ))
-  done
-  echo "$total"
-}
 
-HWM_RESET_OK=1
-reset_hwm() { local pid; for pid in "$@"; do echo 5 2>/dev/null > "/proc/$pid/clear_refs" || HWM_RESET_OK=0; done; }
-alive_all() { local pid; for pid in "$@"; do kill -0 "$pid" 2>/dev/null || return 1; done; }
 
 # established TCP connections from the outbound proxy to the inbound listener PORT
 mesh_conns() { ss -Htn state established "( dport = :$1 )" 2>/dev/null | wc -l; }
@@ -495,26 +384,7 @@ check_pool() {
 }
 
 # ---------------------------------------------------------------- loads
-to_us() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-    if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1000000;
-    else if (u == "m") f = 60000000; else if (u == "h") f = 3600000000; else f = -1
-    if (f < 0) print "NA"; else printf "%.0f\n", n * f }'
-}
 
-log_percentiles() { # h2load --log-file -> "p50 p99" (µs)
-  awk -F'\t' 'NF >= 3 { d = int($3); h[d]++; n++; if (d > max) max = d }
-    END {
-      if (n == 0) { print "NA NA"; exit }
-      r50 = int(n * 0.50 + 0.999999); r99 = int(n * 0.99 + 0.999999); c = 0; p50 = "NA"; p99 = "NA"
-      for (d = 0; d <= max; d++) if (d in h) {
-        c += h[d]
-        if (p50 == "NA" && c >= r50) p50 = d
-        if (c >= r99) { p99 = d; break }
-      }
-      print p50, p99 }' "$1"
-}
 
 run_tool() { # LIMIT_S OUTFILE CMD...
   local limit=$1 out=$2 rc=0; shift 2
