@@ -23,7 +23,7 @@ use super::jsonrpc::{self, Fields, Id, Parsed, Str};
 use super::method::{Method, NameField};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Metric label of a batch (`mcp_method`); batches mix methods.
 pub const BATCH_LABEL: &str = "_batch";

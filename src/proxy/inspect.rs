@@ -105,3 +105,6 @@ fn headers_only<B>(req: &Request<B>) -> Result<Option<Classification>, ProxyErro
         mcp: None,
     })
 }
+
+#[cfg(test)]
+mod props;

@@ -372,3 +372,5 @@ fn random_mutations_never_panic_and_are_deterministic() {
         }
     }
 }
+
+pub(crate) mod props;
