@@ -1,20 +1,31 @@
 //! The `writing-analysis` MCP server, built with the official Rust SDK (rmcp) and served over
-//! Streamable HTTP at `/mcp`. Shared by `examples/writing_analysis.rs` and the end-to-end test
-//! `tests/integration/rmcp_e2e.rs` (included with `#[path]`).
+//! Streamable HTTP at `/mcp`. Shared by `examples/writing_analysis.rs` and the end-to-end tests
+//! (`rmcp_e2e.rs`, `rmcp_more.rs`), included with `#[path]` (by the tests once, in
+//! `tests/integration/support/rmcp_mesh.rs`).
 //!
 //! Tools:
 //! * `analyze_text { text }`: the word count of `text`, as `words: N`;
 //! * `long_analysis { steps, interval_ms }`: sends `steps` `notifications/progress` (progress
 //!   1..=steps, one every `interval_ms`) on the call's SSE stream, then returns `done: N steps`.
+//!
+//! For tests, every server counts the tools it ran in its [`Stats`], and [`serve_with`] can
+//! also record there each HTTP request (the JSON-RPC method and name of its body, the
+//! 2026-07-28 routing headers), so a test can tell which replica served what and that a refused
+//! request never arrived; it also runs the server stateless (rmcp's `legacy_session_mode:
+//! false`).
 
+// Included with `#[path]` by the example and by tests, each using a different part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig};
@@ -45,10 +56,61 @@ pub struct LongAnalysis {
     pub interval_ms: u64,
 }
 
+/// One HTTP request as the server received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub http_method: http::Method,
+    /// `method` of the JSON-RPC body (none for GET/DELETE or a body that is not JSON-RPC).
+    pub rpc_method: Option<String>,
+    /// `params.name` of the body (the tool of a `tools/call`).
+    pub name: Option<String>,
+    /// The 2026-07-28 routing headers `Mcp-Method` and `Mcp-Name`, as received.
+    pub mcp_method: Option<String>,
+    pub mcp_name: Option<String>,
+    pub session: Option<String>,
+}
+
+/// What one server saw (shared by every per-session instance of it).
+#[derive(Debug, Default)]
+pub struct Stats {
+    seen: Mutex<Vec<Seen>>,
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+impl Stats {
+    /// Every HTTP request received at `/mcp`, in order (when [`Options::record`] is set).
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// HTTP requests whose JSON-RPC body has method `rpc_method`.
+    pub fn requests(&self, rpc_method: &str) -> usize {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|s| s.rpc_method.as_deref() == Some(rpc_method))
+            .count()
+    }
+
+    /// How many times the tool `tool` ran.
+    pub fn calls(&self, tool: &str) -> usize {
+        self.calls.lock().unwrap().get(tool).copied().unwrap_or(0)
+    }
+
+    fn ran(&self, tool: &str) {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(tool.to_owned())
+            .or_default() += 1;
+    }
+}
+
 #[derive(Clone)]
 pub struct WritingAnalysis {
     tool_router: ToolRouter<Self>,
     pace: Pace,
+    stats: Arc<Stats>,
 }
 
 impl WritingAnalysis {
@@ -59,7 +121,13 @@ impl WritingAnalysis {
         Self {
             tool_router: Self::tool_router(),
             pace,
+            stats: Arc::default(),
         }
+    }
+
+    /// What this server (every session of it) has seen so far.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 }
 
@@ -67,6 +135,7 @@ impl WritingAnalysis {
 impl WritingAnalysis {
     #[tool(description = "Count the words of a text")]
     fn analyze_text(&self, Parameters(args): Parameters<AnalyzeText>) -> String {
+        self.stats.ran("analyze_text");
         format!("words: {}", args.text.split_whitespace().count())
     }
 
@@ -77,6 +146,7 @@ impl WritingAnalysis {
         meta: RequestMetaObject,
         client: Peer<RoleServer>,
     ) -> Result<String, ErrorData> {
+        self.stats.ran("long_analysis");
         let token = meta.get_progress_token().ok_or_else(|| {
             ErrorData::invalid_params("long_analysis needs a progress token", None)
         })?;
@@ -104,20 +174,56 @@ impl ServerHandler for WritingAnalysis {
     }
 }
 
+/// How [`serve_with`] runs the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Session era: `initialize` opens a session (`Mcp-Session-Id`) kept in this process.
+    /// `false`: every request is served on its own (rmcp's `legacy_session_mode: false`), so
+    /// requests of one client may reach different replicas. 2026-07-28 requests are always
+    /// served statelessly.
+    pub stateful: bool,
+    /// Record every HTTP request in [`Stats::seen`] (bodies are then buffered; tests only).
+    pub record: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            stateful: true,
+            record: false,
+        }
+    }
+}
+
 /// Serves `server` (one instance per MCP session) at `/mcp` on `listener`, forever.
 pub async fn serve(listener: TcpListener, server: WritingAnalysis) -> std::io::Result<()> {
+    serve_with(listener, server, Options::default()).await
+}
+
+/// [`serve`] with [`Options`].
+pub async fn serve_with(
+    listener: TcpListener,
+    server: WritingAnalysis,
+    options: Options,
+) -> std::io::Result<()> {
     // The server sits behind an outrider sidecar, which authorizes callers: the Host it sees
     // is the mesh name of the service, so rmcp's DNS-rebinding host check is turned off.
-    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    let config = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .with_legacy_session_mode(options.stateful);
+    let stats = server.stats();
     let service: StreamableHttpService<WritingAnalysis, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(server.clone()), Default::default(), config);
     loop {
         let (stream, _) = listener.accept().await?;
         let service = service.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
             let handler =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let service = service.clone();
+                    let stats = stats.clone();
+                    let record = options.record;
                     async move {
                         if req.uri().path() != "/mcp" {
                             let mut not_found = http::Response::new(
@@ -126,8 +232,11 @@ pub async fn serve(listener: TcpListener, server: WritingAnalysis) -> std::io::R
                             *not_found.status_mut() = http::StatusCode::NOT_FOUND;
                             return Ok::<_, Infallible>(not_found);
                         }
-                        let resp: http::Response<BoxBody<Bytes, Infallible>> =
-                            service.handle(req).await;
+                        let resp: http::Response<BoxBody<Bytes, Infallible>> = if record {
+                            service.handle(recorded(&stats, req).await).await
+                        } else {
+                            service.handle(req).await
+                        };
                         Ok(resp)
                     }
                 });
@@ -136,4 +245,36 @@ pub async fn serve(listener: TcpListener, server: WritingAnalysis) -> std::io::R
                 .await;
         });
     }
+}
+
+/// Reads the (small) request body, notes what the request is in `stats`, and hands rmcp the
+/// same request with the body buffered.
+async fn recorded(
+    stats: &Stats,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Request<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    stats.seen.lock().unwrap().push(Seen {
+        http_method: parts.method.clone(),
+        rpc_method: text(&json["method"]),
+        name: text(&json["params"]["name"]),
+        mcp_method: header("mcp-method"),
+        mcp_name: header("mcp-name"),
+        session: header("mcp-session-id"),
+    });
+    http::Request::from_parts(parts, Full::new(body))
 }

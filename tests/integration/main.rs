@@ -23,6 +23,7 @@ mod reload;
 mod resilience;
 mod resilience_more;
 mod rmcp_e2e;
+mod rmcp_more;
 mod sessions;
 mod streaming;
 mod support_selftest;

@@ -2,9 +2,6 @@
 //! rmcp server (`examples/common/writing_analysis_server.rs`) over Streamable HTTP, with an
 //! outbound sidecar and an inbound sidecar between them, joined by mTLS.
 
-#[path = "../../examples/common/writing_analysis_server.rs"]
-mod server;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +13,7 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::support::pki::Pki;
+use crate::support::rmcp_mesh::server;
 use crate::support::{bounded, TestProxy};
 
 const LISTENERS: &str = "admin: { listen: 127.0.0.1:0 }\nmetrics: { listen: 127.0.0.1:0 }\n";

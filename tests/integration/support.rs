@@ -1,6 +1,8 @@
 //! Shared test support: in-process outrider ([`proxy`]), programmable fake upstreams on
 //! 127.0.0.1:0 ([`upstream`], [`faults`], [`websocket`]), HTTP clients with per-call timeouts
-//! ([`client`], [`raw`]) and a Prometheus text parser ([`metrics`]).
+//! ([`client`], [`raw`]), a Prometheus text parser ([`metrics`]), and real MCP on both ends
+//! ([`rmcp_mesh`]: rmcp servers and clients, mTLS sidecars; [`relay`]: a reset after the
+//! request was sent; [`lying_client`]: routing headers that contradict the body).
 //!
 //! Rules every helper follows: ephemeral loopback ports only, every network wait bounded by
 //! [`TIMEOUT`] (a hung test fails instead of hanging), no sleeps to wait for state.
@@ -11,10 +13,13 @@ pub mod body;
 pub mod chaos;
 pub mod client;
 pub mod faults;
+pub mod lying_client;
 pub mod metrics;
 pub mod pki;
 pub mod proxy;
 pub mod raw;
+pub mod relay;
+pub mod rmcp_mesh;
 pub mod upstream;
 pub mod websocket;
 

@@ -177,7 +177,21 @@ impl TestProxy {
         TestProxy::start_loaded(loaded, yaml)
     }
 
+    /// Like [`TestProxy::start`], but a failing `App::start` (a port still in use, say) is
+    /// returned as its message instead of panicking. The config must be valid.
+    pub fn try_start(yaml: String) -> Result<TestProxy, String> {
+        let loaded = match outrider::config::load_str(&yaml, "test.yaml") {
+            Ok(loaded) => loaded,
+            Err(errors) => panic!("test config rejected:\n{errors}\n--- config ---\n{yaml}"),
+        };
+        TestProxy::try_start_loaded(loaded, yaml)
+    }
+
     fn start_loaded(loaded: Loaded, yaml: String) -> TestProxy {
+        TestProxy::try_start_loaded(loaded, yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_loaded(loaded: Loaded, yaml: String) -> Result<TestProxy, String> {
         // App::start may build and block on its own runtime: keep it off the test's runtime.
         #[allow(clippy::needless_update)] // AppOptions may grow fields; keep their defaults
         let started = std::thread::spawn(move || {
@@ -192,8 +206,8 @@ impl TestProxy {
         .join()
         .expect("App::start panicked");
         let handle =
-            started.unwrap_or_else(|e| panic!("App::start failed: {e}\n--- config ---\n{yaml}"));
-        TestProxy {
+            started.map_err(|e| format!("App::start failed: {e}\n--- config ---\n{yaml}"))?;
+        Ok(TestProxy {
             outbound: handle.outbound_addr(),
             inbound: handle.inbound_addr(),
             admin: handle.admin_addr(),
@@ -201,7 +215,7 @@ impl TestProxy {
             handle: Some(handle),
             client: Client::new(),
             yaml,
-        }
+        })
     }
 
     pub fn yaml(&self) -> &str {
@@ -295,6 +309,14 @@ impl TestProxy {
     /// Wait (bounded by `limit`) until the proxy has fully stopped.
     pub async fn wait(mut self, limit: Duration) {
         let handle = self.handle.take().expect("proxy already stopped");
+        super::within(limit, "the proxy to stop", handle.wait()).await;
+    }
+
+    /// Stop at once, dropping open connections (what a killed process does to its peers), and
+    /// wait, bounded by `limit`, until the proxy has fully stopped and closed its listeners.
+    pub async fn stop(mut self, limit: Duration) {
+        let handle = self.handle.take().expect("proxy already stopped");
+        handle.stop();
         super::within(limit, "the proxy to stop", handle.wait()).await;
     }
 
