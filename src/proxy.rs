@@ -10,11 +10,11 @@ pub mod body;
 pub mod connect;
 pub mod error;
 pub mod forward;
-pub mod h1pool;
 pub mod headers;
 pub mod inbound;
 pub mod inspect;
 pub mod outbound;
+pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

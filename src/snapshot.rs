@@ -13,20 +13,16 @@ use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use http::uri::Authority;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::model::{Backend, Protocol, Route};
 use crate::config::Loaded;
 use crate::proxy::body::UpstreamBody;
-use crate::proxy::connect::{Connector, UpstreamTls};
-use crate::proxy::h1pool::{H1Pool, Settings as H1Settings};
+use crate::proxy::connect::{Dialer, UpstreamTls};
+use crate::proxy::pool::{Pool, Settings as PoolSettings};
 use crate::resilience::{self, RetryBudget};
 use crate::routing::Table;
 use crate::telemetry::metrics::{Direction, Metrics, RouteBackendMetrics};
 use crate::tls::{Alpn, TlsStore};
-
-pub type UpstreamClient = Client<Connector, UpstreamBody>;
 
 /// Name of the synthetic backend that stands for the local app on the inbound side.
 pub const APP_BACKEND: &str = "app";
@@ -72,10 +68,8 @@ pub struct BackendState {
     pub eps: Vec<Arc<resilience::Endpoint>>,
     /// Balancer, outlier detector and concurrency limits of this backend.
     pub policy: resilience::Backend,
-    /// One client (and so one connection pool) per worker thread: no cross-thread sharing.
-    pub clients: Vec<UpstreamClient>,
-    /// Plaintext HTTP/1.1 backends: the worker's own lean pool instead of `clients`.
-    pub h1: Option<Vec<H1Pool>>,
+    /// One connection pool per worker thread: no cross-thread sharing.
+    pub pools: Vec<Pool>,
     /// Ejections already added to `outrider_outlier_ejections_total`.
     pub ejections_reported: AtomicU64,
     /// Dropping the state (backend removed or changed by a reload) stops its health checks.
@@ -249,30 +243,15 @@ impl BackendState {
             .health
             .as_ref()
             .and_then(|h| spawn_health_checks(&backend, h, &eps, deps));
-        let h1 = (backend.tls.is_none() && backend.protocol != Protocol::Http2).then(|| {
-            (0..deps.workers.max(1))
-                .map(|_| {
-                    H1Pool::new(H1Settings {
-                        connect_timeout: backend.connect_timeout,
-                        ..H1Settings::default()
-                    })
-                })
-                .collect()
-        });
-        // The hyper-util client serves TLS and HTTP/2 backends; plaintext HTTP/1.1 uses `h1`.
-        let clients = match h1 {
-            Some(_) => Vec::new(),
-            None => (0..deps.workers.max(1))
-                .map(|_| client(&backend, deps))
-                .collect(),
-        };
+        let pools = (0..deps.workers.max(1))
+            .map(|_| pool(&backend, deps))
+            .collect();
         BackendState {
-            h1,
+            pools,
             policy: resilience::Backend::new(&backend.resilience),
             backend,
             authorities,
             eps,
-            clients,
             ejections_reported: AtomicU64::new(0),
             _health_stop: health_stop,
         }
@@ -323,7 +302,7 @@ fn spawn_health_checks(
         return None;
     };
     let (tx, rx) = watch::channel(false);
-    let client = client(backend, deps);
+    let pool = Arc::new(pool(backend, deps));
     let eps = eps.to_vec();
     let settings = settings.clone();
     let path: Arc<str> = Arc::from(settings.path.as_str());
@@ -331,7 +310,7 @@ fn spawn_health_checks(
     rt.spawn(
         async move {
             let probe = |addr: SocketAddr| {
-                let (client, path) = (client.clone(), path.clone());
+                let (pool, path) = (pool.clone(), path.clone());
                 async move {
                     let Ok(uri) = http::Uri::try_from(format!("http://{addr}{path}")) else {
                         return false;
@@ -342,7 +321,7 @@ fn spawn_health_checks(
                         http::header::HOST,
                         http::HeaderValue::from_static("outrider-health-check"),
                     );
-                    matches!(client.request(req).await, Ok(r) if r.status().is_success())
+                    matches!(pool.send(addr, req).await, Ok((r, _)) if r.status().is_success())
                 }
             };
             resilience::run_checks(&eps, &settings, probe, rx).await;
@@ -352,7 +331,8 @@ fn spawn_health_checks(
     Some(tx)
 }
 
-fn client(b: &Backend, deps: &Deps) -> UpstreamClient {
+/// The connection pool of one backend for one worker (or the health checks).
+fn pool(b: &Backend, deps: &Deps) -> Pool {
     let tls = match (&b.tls, &deps.tls) {
         (Some(expected), Some(store)) => Some(UpstreamTls {
             store: store.clone(),
@@ -367,21 +347,18 @@ fn client(b: &Backend, deps: &Deps) -> UpstreamClient {
         // Validation guarantees a store whenever a backend asks for TLS.
         _ => None,
     };
-    let conn = Connector {
+    let settings = PoolSettings {
         connect_timeout: b.connect_timeout,
-        tls,
+        h2_prior_knowledge: b.protocol == Protocol::Http2,
+        ..PoolSettings::default()
     };
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .set_host(false);
-    if b.protocol == Protocol::Http2 {
-        builder.http2_only(true);
-    }
-    builder.build(conn)
+    Pool::with_dialer(
+        settings,
+        Dialer {
+            connect_timeout: b.connect_timeout,
+            tls,
+        },
+    )
 }
 
 /// What building a snapshot needs besides the config.

@@ -91,7 +91,7 @@ pub struct Guards {
     pub inbound: Option<OwnedSemaphorePermit>,
     pub backend: Option<crate::resilience::Permit>,
     /// Returns the upstream HTTP/1.1 connection to its pool once the body is done.
-    pub lease: Option<super::h1pool::Lease>,
+    pub lease: Option<super::pool::Lease>,
 }
 
 pub enum ProxyBody {

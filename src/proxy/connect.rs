@@ -2,7 +2,6 @@
 //! backends with `tls`, an mTLS handshake that verifies the endpoint's SPIFFE identity.
 //! ALPN decides HTTP/2 vs HTTP/1.1 on TLS connections (`protocol: auto`).
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,9 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use prometheus::IntCounterVec;
 use rustls_pki_types::ServerName;
@@ -20,7 +17,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::body::BoxError;
 use crate::tls::{verify::handshake_reason, Alpn, TlsStore};
 
 /// mTLS settings of one backend.
@@ -33,8 +29,10 @@ pub struct UpstreamTls {
     pub errors: IntCounterVec,
 }
 
+/// Dials endpoints of one backend: TCP (with `connect_timeout`, `TCP_NODELAY`), then the
+/// mTLS handshake when the backend has `tls`.
 #[derive(Clone)]
-pub struct Connector {
+pub struct Dialer {
     pub connect_timeout: Duration,
     pub tls: Option<UpstreamTls>,
 }
@@ -45,68 +43,51 @@ pub enum Conn {
     Tls(Box<TokioIo<TlsStream<TcpStream>>>, bool),
 }
 
-impl tower::Service<Uri> for Connector {
-    type Response = Conn;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let addr: SocketAddr = uri
-                .authority()
-                .and_then(|a| a.as_str().parse().ok())
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("not an endpoint address: {uri}"),
-                    )
-                })?;
-            let connect = async {
-                let tcp = TcpStream::connect(addr).await?;
-                tcp.set_nodelay(true)?;
-                let Some(tls) = &this.tls else {
-                    return Ok::<_, BoxError>(Conn::Plain(TokioIo::new(tcp)));
-                };
-                let cfg = tls.store.current().client_config(&tls.expected, tls.alpn);
-                let name = ServerName::IpAddress(addr.ip().into());
-                match TlsConnector::from(cfg).connect(name, tcp).await {
-                    Ok(stream) => {
-                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                        Ok(Conn::Tls(Box::new(TokioIo::new(stream)), h2))
-                    }
-                    Err(e) => {
-                        tls.errors
-                            .with_label_values(&["outbound", handshake_reason(&e)])
-                            .inc();
-                        Err(e.into())
-                    }
-                }
-            };
-            match tokio::time::timeout(this.connect_timeout, connect).await {
-                Ok(r) => r,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "connect to {addr} timed out after {:?}",
-                        this.connect_timeout
-                    ),
-                )
-                .into()),
-            }
-        })
+impl Conn {
+    /// ALPN chose HTTP/2 on this TLS connection.
+    pub fn negotiated_h2(&self) -> bool {
+        matches!(self, Conn::Tls(_, true))
     }
 }
 
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        match self {
-            Conn::Tls(_, true) => Connected::new().negotiated_h2(),
-            _ => Connected::new(),
+impl Dialer {
+    /// Whether a connection of this dialer may speak HTTP/2 by ALPN.
+    pub fn offers_h2(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.alpn != Alpn::Http1)
+    }
+
+    /// A connection to `addr`, handshakes done, within `connect_timeout`.
+    pub async fn dial(&self, addr: SocketAddr) -> io::Result<Conn> {
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let Some(tls) = &self.tls else {
+                return Ok(Conn::Plain(TokioIo::new(tcp)));
+            };
+            let cfg = tls.store.current().client_config(&tls.expected, tls.alpn);
+            let name = ServerName::IpAddress(addr.ip().into());
+            match TlsConnector::from(cfg).connect(name, tcp).await {
+                Ok(stream) => {
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    Ok(Conn::Tls(Box::new(TokioIo::new(stream)), h2))
+                }
+                Err(e) => {
+                    tls.errors
+                        .with_label_values(&["outbound", handshake_reason(&e)])
+                        .inc();
+                    Err(e)
+                }
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "connect to {addr} timed out after {:?}",
+                    self.connect_timeout
+                ),
+            )),
         }
     }
 }

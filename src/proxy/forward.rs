@@ -4,8 +4,7 @@
 //! per-try timeouts under the route timeout (to response headers only), body replay for
 //! retries, outcome reports (EWMA, penalties, ejection), retry decisions with budget and
 //! backoff, upstream URI/version/Host rewriting, error classification, WebSocket tunnels.
-//! The wire itself is the worker's HTTP/1.1 pool (`h1pool`) or the hyper-util client (TLS,
-//! HTTP/2).
+//! The wire itself is the worker's connection pool of the backend (`pool`).
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,8 @@ use tracing::{debug, Instrument};
 
 use super::body::UpstreamBody;
 use super::error::{from_send_error, ProxyError};
-use super::h1pool::{Lease, SendError};
 use super::headers;
+use super::pool::Lease;
 use crate::config::model::{Protocol, RouteRetry};
 use crate::mcp::session::SessionKey;
 use crate::resilience::retry::is_idempotent_method;
@@ -64,33 +63,6 @@ pub struct Forwarded {
     pub permit: Permit,
     /// The pooled HTTP/1.1 connection, returned to its pool when the response body ends.
     pub lease: Option<Lease>,
-}
-
-enum UpstreamError {
-    Legacy(hyper_util::client::legacy::Error),
-    H1(SendError),
-}
-
-/// One try on the wire: the worker's own HTTP/1.1 pool for plaintext HTTP/1.1 backends, the
-/// hyper-util client (TLS, ALPN, HTTP/2) otherwise.
-async fn send(
-    backend: &BackendState,
-    worker: usize,
-    addr: std::net::SocketAddr,
-    req: Request<UpstreamBody>,
-) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
-    match &backend.h1 {
-        Some(pools) => pools[worker]
-            .send(addr, req)
-            .await
-            .map(|(r, l)| (r, Some(l)))
-            .map_err(UpstreamError::H1),
-        None => backend.clients[worker]
-            .request(req)
-            .await
-            .map(|r| (r, None))
-            .map_err(UpstreamError::Legacy),
-    }
 }
 
 /// Sends `req` to an endpoint of the backend: concurrency slot, endpoint choice, tries with
@@ -245,7 +217,8 @@ pub async fn forward(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let call_fut = send(backend, call.worker, ep.addr, req);
+        // The worker's own connections to the endpoint.
+        let call_fut = backend.pools[call.worker].send(ep.addr, req);
         let result = match until {
             Some(u) => tokio::time::timeout_at(u.into(), call_fut)
                 .await
@@ -270,21 +243,11 @@ pub async fn forward(
                 }
                 (Outcome::Status(rsp.status().as_u16()), Ok(rsp))
             }
-            Ok(Err(UpstreamError::Legacy(e))) => {
-                let outcome = classify(&e);
-                (
-                    outcome,
-                    Err(from_send_error(
-                        e.is_connect(),
-                        e.into(),
-                        name,
-                        authority.as_str(),
-                    )),
-                )
-            }
-            Ok(Err(UpstreamError::H1(e))) => {
+            Ok(Err(e)) => {
                 let outcome = if e.is_connect() {
                     Outcome::ConnectFailure
+                } else if e.refused_stream() {
+                    Outcome::RefusedStream
                 } else {
                     Outcome::Reset {
                         request_sent: e.request_sent(),
@@ -454,7 +417,8 @@ fn placeholder_parts() -> http::request::Parts {
     Request::new(()).into_parts().0
 }
 
-/// `http://ENDPOINT/path?query` (the legacy client dials the URI's authority).
+/// `http://ENDPOINT/path?query` (HTTP/2 sends scheme and authority as pseudo-headers; the
+/// pool turns HTTP/1.1 requests into origin form).
 fn endpoint_uri(original: &Uri, authority: &http::uri::Authority) -> Uri {
     let pq = original
         .path_and_query()
@@ -474,23 +438,6 @@ fn ensure_host(req: &mut Request<UpstreamBody>, authority: &http::uri::Authority
             req.headers_mut().insert(header::HOST, v);
         }
     }
-}
-
-fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
-    if e.is_connect() {
-        return Outcome::ConnectFailure;
-    }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
-                return Outcome::RefusedStream;
-            }
-        }
-        cur = err.source();
-    }
-    // We cannot tell whether the upstream saw the request: assume it did (the safe side).
-    Outcome::Reset { request_sent: true }
 }
 
 /// Label of `outrider_retries_total{reason}`: the outcome of the try being repeated.

@@ -146,8 +146,10 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 
 /// Keeps a valid client `x-request-id`, else generates one; returns the value to echo.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
+    if let Some(v) = headers.get_mut(&X_REQUEST_ID) {
         if !v.is_empty() && v.len() <= 256 {
+            // Unique per request: never indexed by HPACK (see `propagation::unique`).
+            v.set_sensitive(true);
             return v.clone();
         }
     }
@@ -159,16 +161,8 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
 /// 128 random bits as 32 lower-case hex digits.
 pub fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
-    let n = fastrand::u128(..);
-    for (i, b) in buf.iter_mut().enumerate() {
-        let nibble = ((n >> (124 - 4 * i)) & 0xf) as u8;
-        *b = if nibble < 10 {
-            b'0' + nibble
-        } else {
-            b'a' + nibble - 10
-        };
-    }
-    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+    crate::telemetry::propagation::hex_into(&mut buf, fastrand::u128(..));
+    crate::telemetry::propagation::unique(&buf)
 }
 
 /// Appends the client's address to `x-forwarded-for` (RFC 7239's predecessor, as Envoy does).

@@ -94,21 +94,41 @@ pub fn propagate(headers: &mut HeaderMap, s: &Settings) -> Span {
         },
     };
     if s.w3c {
-        let v = format!(
-            "00-{:032x}-{:016x}-{}",
-            span.trace_id,
-            span.span_id,
-            if span.sampled { "01" } else { "00" }
-        );
-        headers.insert(
-            TRACEPARENT,
-            HeaderValue::from_str(&v).expect("hex is a valid header value"),
-        );
+        headers.insert(TRACEPARENT, traceparent(&span));
     }
     if s.b3 {
         rewrite_b3(headers, &span);
     }
     span
+}
+
+/// `00-<trace>-<span>-<flags>`, formatted on the stack. Like every per-request unique value,
+/// marked sensitive: HTTP/2 sends it never-indexed instead of churning the HPACK table.
+fn traceparent(span: &Span) -> HeaderValue {
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex_into(&mut buf[3..35], span.trace_id);
+    hex_into(&mut buf[36..52], u128::from(span.span_id));
+    if span.sampled {
+        buf[54] = b'1';
+    }
+    unique(&buf)
+}
+
+/// Lower-case hex of the low `4 * out.len()` bits of `n`, most significant first.
+pub fn hex_into(out: &mut [u8], n: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let len = out.len();
+    for (i, b) in out.iter_mut().enumerate() {
+        let shift = 4 * (len - 1 - i);
+        *b = DIGITS[((n >> shift) & 0xf) as usize];
+    }
+}
+
+/// A header value unique to one request (ids): never indexed by HPACK.
+pub fn unique(bytes: &[u8]) -> HeaderValue {
+    let mut v = HeaderValue::from_bytes(bytes).expect("hex is a valid header value");
+    v.set_sensitive(true);
+    v
 }
 
 fn new_span_id() -> u64 {
@@ -196,10 +216,7 @@ fn rewrite_b3(h: &mut HeaderMap, span: &Span) {
         if let Some(p) = span.parent_id {
             v.push_str(&format!("-{p:016x}"));
         }
-        h.insert(
-            B3,
-            HeaderValue::from_str(&v).expect("hex is a valid header value"),
-        );
+        h.insert(B3, unique(v.as_bytes()));
     }
     if h.contains_key(&X_B3_TRACEID) {
         // Keep the caller's trace id width (64-bit ids stay 64-bit).
@@ -210,10 +227,7 @@ fn rewrite_b3(h: &mut HeaderMap, span: &Span) {
             format!("{:032x}", span.trace_id)
         };
         let set = |h: &mut HeaderMap, n: HeaderName, v: String| {
-            h.insert(
-                n,
-                HeaderValue::from_str(&v).expect("hex is a valid header value"),
-            );
+            h.insert(n, unique(v.as_bytes()));
         };
         set(h, X_B3_TRACEID, trace);
         set(h, X_B3_SPANID, format!("{:016x}", span.span_id));

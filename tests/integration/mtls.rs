@@ -52,9 +52,7 @@ async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
         let mut opened = opened.clone();
         async move {
             shared.record(Recorded::of(&req, bytes::Bytes::new()));
-            if req.uri().path() != "/warm-up" {
-                let _ = opened.wait_for(|o| *o).await;
-            }
+            let _ = opened.wait_for(|o| *o).await;
             http::Response::new(crate::support::body::full("ok"))
         }
     })
@@ -67,10 +65,10 @@ async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
         &Pki::id("writing-analysis"),
     ));
 
-    // Warm-up: the first connection negotiates h2 by ALPN; later requests share it.
-    assert_eq!(a.get("svc", "/warm-up").await.status, 200);
+    // Cold start: eight requests arrive together before any connection exists. The first
+    // dials; the others wait for its ALPN outcome (h2) instead of dialing their own.
     let mut calls = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let a = a.clone();
         calls.push(tokio::spawn(async move {
             // A forged identity header from the caller must never reach the app.
@@ -80,8 +78,8 @@ async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
             a.send(req).await
         }));
     }
-    app.wait_requests(5).await;
-    // Four requests in flight, one multiplexed HTTP/2 connection between the sidecars.
+    app.wait_requests(8).await;
+    // Eight requests in flight, one multiplexed HTTP/2 connection between the sidecars.
     assert_eq!(
         b.metric("outrider_connections_open", &[("direction", "inbound")])
             .await,
@@ -91,6 +89,13 @@ async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
     for c in calls {
         assert_eq!(c.await.unwrap().status, 200);
     }
+    // And later requests reuse it.
+    assert_eq!(a.get("svc", "/again").await.status, 200);
+    assert_eq!(
+        b.metric("outrider_connections_open", &[("direction", "inbound")])
+            .await,
+        Some(1.0)
+    );
     for r in app.requests() {
         assert_eq!(
             r.header_all("x-outrider-peer-identity"),

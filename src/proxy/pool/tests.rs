@@ -119,7 +119,7 @@ fn get(addr: SocketAddr, path: &str) -> Request<UpstreamBody> {
     req
 }
 
-async fn text(pool: &H1Pool, addr: SocketAddr, path: &str) -> String {
+async fn text(pool: &Pool, addr: SocketAddr, path: &str) -> String {
     let (rsp, _lease) = pool.send(addr, get(addr, path)).await.unwrap();
     let body = rsp.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(body.to_vec()).unwrap()
@@ -129,9 +129,9 @@ async fn text(pool: &H1Pool, addr: SocketAddr, path: &str) -> String {
 fn pool_and_lease_are_thread_safe() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>(_: &T) {}
-    send_sync::<H1Pool>();
+    send_sync::<Pool>();
     send_sync::<Lease>();
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
     send(&pool.send(addr, get(addr, "/")));
 }
@@ -139,7 +139,7 @@ fn pool_and_lease_are_thread_safe() {
 #[tokio::test]
 async fn sequential_requests_reuse_one_connection_in_origin_form() {
     let (addr, counts) = upstream(true, 1).await;
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     for i in 0..20 {
         let body = text(&pool, addr, &format!("/n?i={i}")).await;
         assert_eq!(body, format!("/n?i={i} {addr}"));
@@ -153,7 +153,7 @@ async fn sequential_requests_reuse_one_connection_in_origin_form() {
 #[tokio::test]
 async fn concurrent_requests_open_several_and_all_return_bounded() {
     let (addr, counts) = upstream(true, 8).await;
-    let pool = H1Pool::new(Settings {
+    let pool = Pool::new(Settings {
         max_idle_per_endpoint: 5,
         ..Settings::default()
     });
@@ -171,7 +171,7 @@ async fn concurrent_requests_open_several_and_all_return_bounded() {
     assert_eq!(counts.requests.load(Ordering::SeqCst), 13);
 
     let (addr, _) = upstream(true, 8).await;
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     let all = (0..8).map(|_| text(&pool, addr, "/barrier"));
     futures_util::future::join_all(all).await;
     assert_eq!(pool.idle_count(addr), 8);
@@ -180,7 +180,7 @@ async fn concurrent_requests_open_several_and_all_return_bounded() {
 #[tokio::test]
 async fn connection_close_answers_get_fresh_connections() {
     let (addr, counts) = upstream(false, 1).await;
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     for _ in 0..10 {
         assert_eq!(text(&pool, addr, "/x").await, format!("/x {addr}"));
     }
@@ -218,7 +218,7 @@ async fn answer(listener: &TcpListener) -> (TcpStream, String) {
 async fn stale_pooled_connection_resends_the_unwritten_request_once() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     let (sent, (first, _)) = tokio::join!(pool.send(addr, get(addr, "/1")), answer(&listener));
     let (rsp, lease) = sent.unwrap();
     rsp.into_body().collect().await.unwrap();
@@ -253,7 +253,7 @@ async fn closed_port_is_a_connect_error() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     let err = tokio::time::timeout(Duration::from_secs(5), pool.send(addr, get(addr, "/")))
         .await
         .expect("a refused connect fails at once")
@@ -282,7 +282,7 @@ async fn full_backlog_times_out_as_a_connect_error() {
         }
     };
     assert!(filled, "the accept queue never filled");
-    let pool = H1Pool::new(Settings {
+    let pool = Pool::new(Settings {
         connect_timeout: Duration::from_millis(100),
         ..Settings::default()
     });
@@ -294,7 +294,7 @@ async fn full_backlog_times_out_as_a_connect_error() {
 #[tokio::test]
 async fn body_dropped_unread_is_not_reused_mid_message() {
     let (addr, counts) = upstream(true, 1).await;
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     let (rsp, lease) = pool.send(addr, get(addr, "/endless")).await.unwrap();
     let mut body = rsp.into_body();
     let frame = body.frame().await.unwrap().unwrap();
@@ -310,7 +310,7 @@ async fn body_dropped_unread_is_not_reused_mid_message() {
 #[tokio::test]
 async fn zero_idle_timeout_never_reuses() {
     let (addr, counts) = upstream(true, 1).await;
-    let pool = H1Pool::new(Settings {
+    let pool = Pool::new(Settings {
         idle_timeout: Duration::ZERO,
         ..Settings::default()
     });
@@ -324,7 +324,7 @@ async fn zero_idle_timeout_never_reuses() {
 #[tokio::test(start_paused = true)]
 async fn expired_idle_connection_is_closed_on_checkout() {
     let (addr, counts) = upstream(true, 1).await;
-    let pool = H1Pool::new(Settings {
+    let pool = Pool::new(Settings {
         idle_timeout: Duration::from_secs(10),
         ..Settings::default()
     });
@@ -346,7 +346,7 @@ async fn expired_idle_connection_is_closed_on_checkout() {
 #[tokio::test]
 async fn upgrade_passes_through() {
     let (addr, _) = upstream(true, 1).await;
-    let pool = H1Pool::new(Settings::default());
+    let pool = Pool::new(Settings::default());
     let mut req = get(addr, "/upgrade");
     let h = req.headers_mut();
     h.insert(header::CONNECTION, "upgrade".parse().unwrap());
@@ -373,4 +373,109 @@ fn send_error_display_and_flags() {
     let e = SendError::Connect(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
     assert!(e.is_connect() && !e.request_sent());
     assert_eq!(e.to_string(), "connect failed: refused");
+}
+
+/// An h2c (prior knowledge) upstream: every request waits at a barrier of `barrier`.
+async fn h2c_upstream(barrier: usize) -> (SocketAddr, Arc<Counts>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counts = Arc::new(Counts::default());
+    let barrier = Arc::new(Barrier::new(barrier.max(1)));
+    let c = counts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            c.accepts.fetch_add(1, Ordering::SeqCst);
+            let (c, barrier) = (c.clone(), barrier.clone());
+            let svc = service_fn(move |req| {
+                c.requests.fetch_add(1, Ordering::SeqCst);
+                handle(req, barrier.clone())
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    (addr, counts)
+}
+
+fn h2_settings() -> Settings {
+    Settings {
+        h2_prior_knowledge: true,
+        ..Settings::default()
+    }
+}
+
+/// Requests that arrive together on a cold pool share the one HTTP/2 connection the first
+/// of them dials (they are all in flight at once: the upstream's barrier needs all of them).
+#[tokio::test]
+async fn cold_concurrent_requests_share_one_h2_connection() {
+    let (addr, counts) = h2c_upstream(6).await;
+    let pool = Arc::new(Pool::new(h2_settings()));
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(addr, get(addr, "/barrier")).await })
+        })
+        .collect();
+    for c in calls {
+        let (rsp, lease) = tokio::time::timeout(Duration::from_secs(5), c)
+            .await
+            .expect("all six in flight together")
+            .unwrap()
+            .unwrap();
+        assert_eq!(rsp.version(), http::Version::HTTP_2);
+        assert!(lease.is_none(), "HTTP/2 streams hold no lease");
+    }
+    assert_eq!(counts.accepts.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.connects_total(), 1);
+    // The URI keeps its authority as :authority (no Host header is added).
+    assert_eq!(text(&pool, addr, "/x").await, format!("http://{addr}/x -"));
+    assert_eq!(counts.accepts.load(Ordering::SeqCst), 1);
+}
+
+/// Waiters of a dial that fails get the same connect error at once (no dial each).
+#[tokio::test]
+async fn a_failed_shared_dial_fails_its_waiters_too() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let pool = Arc::new(Pool::new(h2_settings()));
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(addr, get(addr, "/")).await })
+        })
+        .collect();
+    for c in calls {
+        let err = c.await.unwrap().unwrap_err();
+        assert!(err.is_connect(), "{err}");
+    }
+    // Nothing is left dialing: a later request dials again (and fails again).
+    assert!(pool
+        .send(addr, get(addr, "/"))
+        .await
+        .unwrap_err()
+        .is_connect());
+}
+
+/// A closed HTTP/2 connection is replaced by a new one on the next request.
+#[tokio::test]
+async fn a_closed_h2_connection_is_replaced() {
+    let (addr, counts) = h2c_upstream(1).await;
+    let pool = Pool::new(Settings {
+        h2_prior_knowledge: true,
+        ..Settings::default()
+    });
+    assert_eq!(text(&pool, addr, "/a").await, format!("http://{addr}/a -"));
+    // Close it from the pool's side: drop the shared sender and the driver ends.
+    {
+        let mut eps = pool.inner.lock();
+        eps.get_mut(&addr).unwrap().h2 = H2::None;
+    }
+    assert_eq!(text(&pool, addr, "/b").await, format!("http://{addr}/b -"));
+    assert_eq!(counts.accepts.load(Ordering::SeqCst), 2);
 }
