@@ -28,7 +28,8 @@ use crate::telemetry::propagation::adopt_meta_traceparent;
 #[derive(Clone)]
 pub struct Inbound {
     worker: Arc<Worker>,
-    peer: SocketAddr,
+    /// The caller's address as an `x-forwarded-for` value (formatted once per connection).
+    peer_ip: http::HeaderValue,
     /// The caller's verified SPIFFE ID (mTLS connections only).
     identity: Option<Arc<str>>,
     conn: Arc<ConnGuard>,
@@ -43,7 +44,7 @@ impl Inbound {
     ) -> Inbound {
         Inbound {
             worker,
-            peer,
+            peer_ip: headers::peer_value(peer.ip()),
             identity,
             conn: Arc::new(conn),
         }
@@ -128,7 +129,7 @@ impl Inbound {
         {
             h.insert(headers::X_OUTRIDER_PEER_IDENTITY, id);
         }
-        headers::append_forwarded_for(h, self.peer.ip());
+        headers::append_forwarded_for(h, &self.peer_ip);
         meta.span = Some(propagation::propagate(h, &snap.loaded.config.tracing));
         meta.backend.push_str(crate::snapshot::APP_BACKEND);
 
@@ -145,7 +146,8 @@ impl Inbound {
             sessions: None,
         };
         let mut info = TryInfo::default();
-        let result = forward(call, req, authority, &mut info).await;
+        // Boxed: the request future stays small, so hyper and tokio move less per request.
+        let result = Box::pin(forward(call, req, authority, &mut info)).await;
         meta.attempts = info.attempts;
         meta.upstream = info.upstream;
         let (mut rsp, (backend_permit, lease)) = match result {

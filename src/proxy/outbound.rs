@@ -131,7 +131,8 @@ impl Outbound {
             sessions: sessions.as_ref().map(|(k, g)| (&**k, g)),
         };
         let mut info = TryInfo::default();
-        let result = forward(call, req, authority, &mut info).await;
+        // Boxed: the request future stays small, so hyper and tokio move less per request.
+        let result = Box::pin(forward(call, req, authority, &mut info)).await;
         meta.attempts = info.attempts;
         meta.upstream = info.upstream;
         let (mut rsp, (permit, lease)) = match result {

@@ -149,33 +149,34 @@ fn nonzero_u128() -> u128 {
     }
 }
 
-/// `00-<32 hex trace>-<16 hex parent>-<2 hex flags>`; all-zero ids are invalid.
+/// `00-<32 hex trace>-<16 hex parent>-<2 hex flags>`; all-zero ids and upper-case hex are
+/// invalid; versions after 00 may append fields (`-…`), version ff is invalid.
 fn parse_traceparent(h: &HeaderMap) -> Option<(u128, u64, bool)> {
-    let v = h.get(&TRACEPARENT)?.to_str().ok()?.trim();
-    let mut parts = v.split('-');
-    let version = parts.next()?;
-    let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
-    if version.len() != 2
-        || version == "ff"
-        || trace.len() != 32
-        || parent.len() != 16
-        || flags.len() != 2
-    {
+    let v = h.get(&TRACEPARENT)?.as_bytes().trim_ascii();
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
         return None;
     }
+    let version = lower_hex(&v[0..2])?;
     // Version 00 has exactly four fields; later versions may append more.
-    if version == "00" && parts.next().is_some() {
+    if version == 0xff || (v.len() > 55 && (version == 0 || v[55] != b'-')) {
         return None;
     }
-    let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
-    let parent_id = u64::from_str_radix(parent, 16).ok().filter(|p| *p != 0)?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
-    if trace.bytes().any(|b| b.is_ascii_uppercase())
-        || parent.bytes().any(|b| b.is_ascii_uppercase())
-    {
-        return None;
-    }
+    let trace_id = lower_hex(&v[3..35]).filter(|t| *t != 0)?;
+    let parent_id = lower_hex(&v[36..52]).filter(|p| *p != 0)? as u64;
+    let flags = lower_hex(&v[53..55])?;
     Some((trace_id, parent_id, flags & 1 == 1))
+}
+
+/// Lower-case hex digits (at most 32) as a number.
+fn lower_hex(s: &[u8]) -> Option<u128> {
+    s.iter().try_fold(0u128, |acc, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u128::from(d))
+    })
 }
 
 fn parse_b3(h: &HeaderMap) -> Option<(u128, u64, bool)> {

@@ -76,6 +76,11 @@ fn invalid_traceparents_start_a_new_trace() {
         "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01extra",
+        "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
         "garbage",
     ] {
         let mut h = headers(&[("traceparent", bad)]);
@@ -83,6 +88,18 @@ fn invalid_traceparents_start_a_new_trace() {
         assert!(s.parent_id.is_none(), "{bad}");
         assert_ne!(s.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
     }
+}
+
+#[test]
+fn later_versions_may_append_fields_and_ids_are_never_hpack_indexed() {
+    let mut h = headers(&[(
+        "traceparent",
+        " 01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future ",
+    )]);
+    let s = propagate(&mut h, &Settings::default());
+    assert_eq!(s.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(s.parent_hex().as_deref(), Some("00f067aa0ba902b7"));
+    assert!(h.get("traceparent").unwrap().is_sensitive());
 }
 
 #[test]
