@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -116,20 +117,47 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Server settings built once per worker and listener.
-pub fn server_builder(limits: &Limits) -> Arc<auto::Builder<TokioExecutor>> {
+/// Server settings built once per worker and listener: HTTP/1.1 and HTTP/2 on their own
+/// (the protocol known from ALPN or the first byte), and both auto-detected otherwise.
+pub struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+/// The protocol of a connection, when known before serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    Http2,
+    /// Sniffed by hyper-util (h2c prior knowledge vs HTTP/1.1).
+    Detect,
+}
+
+pub fn server_builder(limits: &Limits) -> Arc<Builders> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(max_header_list)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(max_header_list)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    Arc::new(b)
+    Arc::new(Builders { auto: b, h1, h2 })
 }
 
 /// Accepts connections until drain starts; each connection is served on its own task.
@@ -184,7 +212,7 @@ async fn serve_conn(
     peer: SocketAddr,
     dir: Direction,
     worker: Arc<Worker>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<Builders>,
     header_read_timeout: Duration,
     guard: ConnGuard,
 ) {
@@ -206,13 +234,19 @@ async fn serve_conn(
                 .map_or(Mode::Plaintext, |i| i.mode)
         }
     };
-    // A TLS record starts with 0x16 (handshake); HTTP/1 starts with a method, h2c with "PRI".
+    // A TLS record starts with 0x16 (handshake); HTTP/1 starts with a method, h2c with "PRI"
+    // (only a `P` needs a closer look: POST or PRI).
     let hello = probe[0] == 0x16;
+    let plain_proto = if probe[0] == b'P' {
+        Proto::Detect
+    } else {
+        Proto::Http1
+    };
     let errors = &worker.shared.metrics.tls_handshake_errors;
     match (mode, hello, &worker.shared.tls) {
         (Mode::Plaintext, ..) | (Mode::Permissive, false, _) => {
             let svc = service(dir, &worker, peer, None, guard);
-            serve_http(stream, svc, &builder, &worker).await
+            serve_http(stream, svc, &builder, plain_proto, &worker).await
         }
         (Mode::Strict | Mode::Permissive, true, Some(store)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(store.current().server.clone());
@@ -238,8 +272,13 @@ async fn serve_conn(
                 .and_then(|c| tls::identity::cert_info(c).ok())
                 .and_then(|i| i.spiffe_id)
                 .map(Arc::<str>::from);
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Proto::Http2,
+                Some(b"http/1.1") => Proto::Http1,
+                _ => Proto::Detect,
+            };
             let svc = service(dir, &worker, peer, identity, guard);
-            serve_http(tls, svc, &builder, &worker).await
+            serve_http(tls, svc, &builder, proto, &worker).await
         }
         (Mode::Strict, false, _) => {
             errors.with_label_values(&["inbound", "not-tls"]).inc();
@@ -267,27 +306,56 @@ fn service(
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (auto-detected) on `io` until it closes or the drain ends it.
-async fn serve_http<I>(io: I, svc: Service, builder: &auto::Builder<TokioExecutor>, worker: &Worker)
+/// Serves HTTP/1.1 or HTTP/2 on `io` until it closes or the drain ends it.
+async fn serve_http<I>(io: I, svc: Service, b: &Builders, proto: Proto, worker: &Worker)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let io = TokioIo::new(io);
+    let result: Result<(), body::BoxError> = match proto {
+        Proto::Http1 => {
+            let conn = b.h1.serve_connection(io, svc).with_upgrades();
+            until_drained(conn, worker, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Proto::Http2 => {
+            let conn = b.h2.serve_connection(io, svc);
+            until_drained(conn, worker, |c| c.graceful_shutdown())
+                .await
+                .map_err(Into::into)
+        }
+        Proto::Detect => {
+            let conn = b.auto.serve_connection_with_upgrades(io, svc);
+            until_drained(conn, worker, |c| c.graceful_shutdown()).await
+        }
+    };
+    if let Err(error) = result {
+        debug!(%error, "connection ended with an error");
+    }
+}
+
+/// Drives a connection; on drain, asks it to finish gracefully, and drops it when stopped.
+async fn until_drained<C, E>(
+    conn: C,
+    worker: &Worker,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
     let mut draining = worker.shared.lifecycle.clone();
     let mut stopped = worker.shared.lifecycle.clone();
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    let result = tokio::select! {
+    tokio::select! {
         r = conn.as_mut() => r,
         _ = reached(&mut draining, Lifecycle::Draining) => {
-            conn.as_mut().graceful_shutdown();
+            graceful(conn.as_mut());
             tokio::select! {
                 r = conn.as_mut() => r,
                 _ = reached(&mut stopped, Lifecycle::Stopped) => Ok(()),
             }
         }
-    };
-    if let Err(error) = result {
-        debug!(%error, "connection ended with an error");
     }
 }
 
