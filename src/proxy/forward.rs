@@ -45,6 +45,10 @@ pub struct Call<'a> {
     pub retries: Option<&'a prometheus::IntCounterVec>,
     /// `session_affinity: mcp`: the key sealing session ids, and the live-sessions gauge.
     pub sessions: Option<(&'a SessionKey, &'a prometheus::IntGauge)>,
+    /// The request belongs to an MCP session that lives in the (only) endpoint, the local app:
+    /// when the app refuses connections its sessions are gone, so the answer is 404 and the
+    /// client re-initializes (inbound side of `session_affinity`).
+    pub session_bound: bool,
 }
 
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
@@ -293,9 +297,14 @@ pub async fn forward(
         if !retryable {
             // The endpoint of a session is gone (refuses connections, or dropped the pooled
             // one): the client must initialize a new session.
-            if pinned.is_some()
-                && matches!(outcome, Outcome::ConnectFailure | Outcome::Reset { .. })
-            {
+            // Behind an inbound sidecar only a refused connect says the app is gone (a reset
+            // may be one broken connection of a live app).
+            let gone = match outcome {
+                Outcome::ConnectFailure => pinned.is_some() || call.session_bound,
+                Outcome::Reset { .. } => pinned.is_some(),
+                _ => false,
+            };
+            if gone {
                 return Err(ProxyError::SessionNotFound {
                     backend: name.clone(),
                 });

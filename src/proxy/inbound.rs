@@ -144,6 +144,7 @@ impl Inbound {
             budget_exhausted: None,
             retries: None,
             sessions: None,
+            session_bound: req.headers().contains_key(&super::forward::MCP_SESSION_ID),
         };
         let mut info = TryInfo::default();
         // Boxed: the request future stays small, so hyper and tokio move less per request.

@@ -129,6 +129,7 @@ impl Outbound {
             budget_exhausted: Some(&rs.budget_exhausted),
             retries: Some(&self.worker.shared.metrics.retries),
             sessions: sessions.as_ref().map(|(k, g)| (&**k, g)),
+            session_bound: false,
         };
         let mut info = TryInfo::default();
         // Boxed: the request future stays small, so hyper and tokio move less per request.

@@ -499,12 +499,13 @@ async fn a_body_the_sidecar_does_not_read_is_classified_from_the_2026_headers() 
 /// answered 404, which rmcp reports as `SessionExpired` (its automatic re-initialization is off
 /// here to see it), and a fresh rmcp client initializes on the other replica and works.
 ///
-/// `through_mesh`: each replica has its own inbound sidecar, and the whole pod dies (app and
-/// sidecar): the pinned endpoint the outbound sees is the sidecar. (Were only the app to die,
-/// its live sidecar would answer `502 connect-failed` until the app is back, and a restarted
-/// app answers the 404 itself.) Otherwise the outbound reaches the replicas in plaintext, so
-/// the endpoint that dies is the rmcp server's own listener and connections.
-async fn pinned_replica_dies(through_mesh: bool) {
+/// [`Dies::Replica`]: the outbound reaches the replicas in plaintext, so the endpoint that dies
+/// is the rmcp server's own listener and connections. Otherwise each replica has its own
+/// inbound sidecar: [`Dies::Pod`] kills app and sidecar (the pinned endpoint the outbound sees
+/// is gone); [`Dies::App`] kills only the app, and its live sidecar answers the 404 for the
+/// session (the app that held it cannot be reached).
+async fn pinned_replica_dies(dies: Dies) {
+    let through_mesh = dies != Dies::Replica;
     let mesh = Mesh::new(if through_mesh {
         "rmcp-kill-mesh"
     } else {
@@ -559,8 +560,10 @@ async fn pinned_replica_dies(through_mesh: bool) {
     );
 
     replicas[home].kill().await;
-    if let Some(sidecar) = sidecars[home].take() {
-        sidecar.stop(Duration::from_secs(5)).await;
+    if dies == Dies::Pod {
+        if let Some(sidecar) = sidecars[home].take() {
+            sidecar.stop(Duration::from_secs(5)).await;
+        }
     }
 
     let err = call(&pinned, "analyze_text", json!({"text": "gone"}))
@@ -592,12 +595,24 @@ async fn pinned_replica_dies(through_mesh: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_pinned_replica_dies_the_rmcp_client_gets_404_and_a_new_session_works() {
-    pinned_replica_dies(false).await;
+    pinned_replica_dies(Dies::Replica).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_pinned_app_dies_behind_its_sidecar_the_rmcp_client_gets_404() {
+    pinned_replica_dies(Dies::App).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dies {
+    Replica,
+    Pod,
+    App,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_pinned_pod_dies_the_rmcp_client_gets_404_and_a_new_session_works() {
-    pinned_replica_dies(true).await;
+    pinned_replica_dies(Dies::Pod).await;
 }
 
 /// An rmcp session established through an outbound sidecar with
