@@ -32,6 +32,8 @@ pub struct Inbound {
     peer_ip: http::HeaderValue,
     /// The caller's verified SPIFFE ID (mTLS connections only).
     identity: Option<Arc<str>>,
+    /// `identity` as the `x-outrider-peer-identity` value (made once per connection).
+    identity_value: Option<http::HeaderValue>,
     conn: Arc<ConnGuard>,
 }
 
@@ -45,6 +47,9 @@ impl Inbound {
         Inbound {
             worker,
             peer_ip: headers::peer_value(peer.ip()),
+            identity_value: identity
+                .as_deref()
+                .and_then(|i| http::HeaderValue::from_str(i).ok()),
             identity,
             conn: Arc::new(conn),
         }
@@ -120,14 +125,15 @@ impl Inbound {
             .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h, upgrade.is_some());
-        // Only a verified mTLS peer may carry an identity; never trust one a client sent.
-        h.remove(headers::X_OUTRIDER_PEER_IDENTITY);
-        if let Some(id) = self
-            .identity
-            .as_deref()
-            .and_then(|i| http::HeaderValue::from_str(i).ok())
-        {
-            h.insert(headers::X_OUTRIDER_PEER_IDENTITY, id);
+        // Only a verified mTLS peer may carry an identity; never trust one a client sent
+        // (`insert` replaces every value a client sent).
+        match &self.identity_value {
+            Some(id) => {
+                h.insert(headers::X_OUTRIDER_PEER_IDENTITY, id.clone());
+            }
+            None => {
+                h.remove(headers::X_OUTRIDER_PEER_IDENTITY);
+            }
         }
         headers::append_forwarded_for(h, &self.peer_ip);
         meta.span = Some(propagation::propagate(h, &snap.loaded.config.tracing));
