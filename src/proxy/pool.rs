@@ -132,7 +132,8 @@ enum Dialed {
     H2(H2Sender),
     /// ALPN chose HTTP/1.1: every request needs its own connection.
     H1,
-    Failed(Arc<str>),
+    /// The dial's error, for every waiter (kind kept: a timeout stays a timeout).
+    Failed(io::ErrorKind, Arc<str>),
 }
 
 struct Idle {
@@ -218,8 +219,8 @@ impl Pool {
                         .ok()
                         .and_then(|o| o.clone());
                     match outcome {
-                        Some(Dialed::Failed(msg)) => {
-                            return Err(SendError::Connect(io::Error::other(msg.to_string())))
+                        Some(Dialed::Failed(kind, msg)) => {
+                            return Err(SendError::Connect(io::Error::new(kind, msg.to_string())))
                         }
                         Some(Dialed::H2(tx)) => (Either::H2(tx), false),
                         // HTTP/1.1 endpoint: dial an own connection.
@@ -285,7 +286,8 @@ impl Pool {
             g.publish(match &result {
                 Ok(Either::H2(tx)) => Dialed::H2(tx.clone()),
                 Ok(Either::H1(_)) => Dialed::H1,
-                Err(e) => Dialed::Failed(Arc::from(e.to_string())),
+                Err(SendError::Connect(e)) => Dialed::Failed(e.kind(), Arc::from(e.to_string())),
+                Err(e) => Dialed::Failed(io::ErrorKind::Other, Arc::from(e.to_string())),
             });
         }
         result
@@ -363,7 +365,7 @@ impl DialGuard {
             if matches!(&ep.h2, H2::Dialing(rx) if rx.same_channel(&self.tx.subscribe())) {
                 ep.h2 = match &outcome {
                     Dialed::H2(tx) => H2::Ready(tx.clone()),
-                    Dialed::H1 | Dialed::Failed(_) => H2::None,
+                    Dialed::H1 | Dialed::Failed(..) => H2::None,
                 };
             }
         }

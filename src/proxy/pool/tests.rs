@@ -452,7 +452,15 @@ async fn a_failed_shared_dial_fails_its_waiters_too() {
         .collect();
     for c in calls {
         let err = c.await.unwrap().unwrap_err();
-        assert!(err.is_connect(), "{err}");
+        assert!(
+            matches!(&err, SendError::Connect(e) if e.kind() == io::ErrorKind::ConnectionRefused),
+            "every waiter gets the dial's error: {err}"
+        );
+        assert_eq!(
+            err.to_string().matches("connect failed").count(),
+            1,
+            "{err}"
+        );
     }
     // Nothing is left dialing: a later request dials again (and fails again).
     assert!(pool
