@@ -149,14 +149,26 @@ pub fn write_dev_pki(
     let mut written = Vec::new();
     let mut write = |name: String, body: &str, private: bool| -> Result<(), Error> {
         let path = dir.join(name);
-        std::fs::write(&path, body).map_err(|source| Error::Write {
+        // Keys are created 0600 (never readable by others, not even briefly); an existing
+        // file is truncated and set to 0600 too.
+        let written_file = || -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(if private { 0o600 } else { 0o644 })
+                .open(&path)?;
+            if private {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            f.write_all(body.as_bytes())
+        };
+        written_file().map_err(|source| Error::Write {
             path: path.clone(),
             source,
         })?;
-        if private {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        }
         written.push(path);
         Ok(())
     };
@@ -168,4 +180,24 @@ pub fn write_dev_pki(
         write(format!("{n}.key"), &issued.key_pem, true)?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod file_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Keys are never readable by others, also when overwriting a world-readable file.
+    #[test]
+    fn keys_are_written_owner_only() {
+        let dir = std::env::temp_dir().join(format!("outrider-certs-perms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stale = dir.join("svc.key");
+        std::fs::write(&stale, "old").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+        super::write_dev_pki(&dir, "t.local", &["svc".to_owned()]).unwrap();
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("svc.key"), 0o600);
+        assert_eq!(mode("ca.key"), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

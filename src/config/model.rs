@@ -85,22 +85,31 @@ impl AuthzRule {
             (Some(_), None) => false,
         }
     }
+}
 
-    /// Peer and MCP conditions together (a batch passes only if every element does).
-    /// `session_io`: a GET (the session's SSE stream) or DELETE (ending it) without a JSON-RPC
-    /// body. It names no method or tool, so MCP conditions do not apply to it: the session it
-    /// belongs to was authorized at `initialize`; the peer condition still applies.
-    pub fn allows_request(
-        &self,
-        peer: Option<&str>,
-        mcp: Option<&crate::mcp::Classification>,
-        session_io: bool,
-    ) -> bool {
-        self.allows(peer)
-            && self
-                .mcp
-                .as_ref()
-                .is_none_or(|m| (mcp.is_none() && session_io) || m.matches_opt(mcp))
+/// `inbound.authorize` for one request: some rule allows the peer, and every MCP message of
+/// the request (each element of a batch) is allowed by some rule that allows the peer. An
+/// unclassified request passes only a rule without `mcp` conditions, except `session_io`: a
+/// GET (the session's SSE stream) or DELETE (ending it) carrying `Mcp-Session-Id` and no
+/// JSON-RPC body names no method or tool, so it passes a rule with `mcp` conditions too (the
+/// session was authorized at `initialize`; the peer condition still applies).
+pub fn authorize(
+    rules: &[AuthzRule],
+    peer: Option<&str>,
+    mcp: Option<&crate::mcp::Classification>,
+    session_io: bool,
+) -> bool {
+    let mut allowed = rules.iter().filter(|r| r.allows(peer)).peekable();
+    if allowed.peek().is_none() {
+        return false;
+    }
+    match mcp {
+        None => allowed.any(|r| r.mcp.is_none() || session_io),
+        Some(c) => c.messages().iter().all(|m| {
+            rules
+                .iter()
+                .any(|r| r.allows(peer) && r.mcp.as_ref().is_none_or(|mm| mm.matches_message(m)))
+        }),
     }
 }
 

@@ -141,6 +141,11 @@ pub fn check_headers(headers: &HeaderMap, c: &Classification) -> Result<(), Mism
     Ok(())
 }
 
+/// Whether the request carries `Mcp-Method` or `Mcp-Name` (the 2026-07-28 routing headers).
+pub fn has_routing_headers(headers: &HeaderMap) -> bool {
+    headers.contains_key(MCP_METHOD) || headers.contains_key(MCP_NAME)
+}
+
 /// For a body that was read but is not JSON-RPC (`classify` gave `Ok(None)`): present routing
 /// headers name a method the body does not carry, so they are a mismatch. Never fall back to
 /// [`from_headers`] for a body that was read: a body outrider's parser rejects (`NaN`, a lone

@@ -96,6 +96,10 @@ fn compile_all<S: AsRef<str>>(v: &[S]) -> Result<Vec<Pattern>, glob::PatternErro
 /// Connect failures and refused streams are always safe and are the retry layer's business,
 /// as is the route's `non_idempotent: true` override.
 pub fn is_idempotent(c: &Classification, idempotent_tools: &[Pattern]) -> bool {
+    // Headers alone (a body too large to read) could claim a read for a `tools/call` body.
+    if c.origin == crate::mcp::classify::Origin::Headers {
+        return false;
+    }
     c.messages()
         .iter()
         .all(|m| message_is_idempotent(m, idempotent_tools))

@@ -12,7 +12,7 @@ use super::headers::X_OUTRIDER_ERROR;
 pub enum ProxyError {
     #[error("no route matches host `{host}` path `{path}`")]
     NoRoute { host: String, path: String },
-    #[error("caller {peer} is not allowed {} by inbound.authorize", what.as_deref().map(|w| format!("to call {w}")).unwrap_or_default())]
+    #[error("caller {peer} is not allowed to {} by inbound.authorize", what.as_deref().map(|w| format!("call {w}")).unwrap_or_else(|| "make this request".to_owned()))]
     Forbidden { peer: String, what: Option<String> },
     #[error("every endpoint of backend {backend} is ejected or unhealthy (circuit open)")]
     CircuitOpen { backend: String },

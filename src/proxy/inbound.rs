@@ -18,7 +18,7 @@ use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
 use super::inspect::inspect;
 use super::{ConnGuard, Worker};
-use crate::config::model::AuthzRule;
+use crate::config::model::{authorize, AuthzRule, Mode};
 use crate::config::validate::defaults;
 use crate::mcp::Classification;
 use crate::telemetry::metrics::Direction;
@@ -75,6 +75,28 @@ impl Inbound {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let shared = &self.worker.shared;
         let snap = shared.snapshot.load_full();
+        let inbound = snap.loaded.config.inbound.as_ref();
+        let peer = self.identity.as_deref();
+        let deny = |what: Option<String>| {
+            shared
+                .metrics
+                .authz_denied
+                .with_label_values(&["inbound", peer.unwrap_or("")])
+                .inc();
+            ProxyError::Forbidden {
+                peer: peer.unwrap_or("(unauthenticated)").to_owned(),
+                what,
+            }
+        };
+        // A plaintext connection opened before a reload switched the listener to strict.
+        if inbound.is_some_and(|i| i.mode == Mode::Strict) && peer.is_none() {
+            return Err(deny(None));
+        }
+        let rules = inbound.and_then(|i| i.authorize.as_deref());
+        // A caller no rule admits is refused before its body is read.
+        if rules.is_some_and(|rules| !rules.iter().any(|r| r.allows(peer))) {
+            return Err(deny(None));
+        }
         let upgrade = take_upgrade(&mut req);
         let (mut req, mcp) = inspect(
             req,
@@ -84,22 +106,13 @@ impl Inbound {
         .await?;
         meta.mcp = mcp;
         adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
-        let inbound = snap.loaded.config.inbound.as_ref();
-        if let Some(rules) = inbound.and_then(|i| i.authorize.as_ref()) {
-            let peer = self.identity.as_deref();
+        if let Some(rules) = rules {
             let c = meta.mcp.as_ref();
-            let session_io = matches!(*req.method(), http::Method::GET | http::Method::DELETE);
-            if !rules.iter().any(|r| r.allows_request(peer, c, session_io)) {
-                let label = peer.unwrap_or("");
-                shared
-                    .metrics
-                    .authz_denied
-                    .with_label_values(&["inbound", label])
-                    .inc();
-                return Err(ProxyError::Forbidden {
-                    peer: peer.unwrap_or("(unauthenticated)").to_owned(),
-                    what: c.and_then(|c| refused(rules, peer, c)),
-                });
+            // A session's SSE stream (GET) or its end (DELETE): no JSON-RPC body to check.
+            let session_io = matches!(*req.method(), http::Method::GET | http::Method::DELETE)
+                && req.headers().contains_key(&super::forward::MCP_SESSION_ID);
+            if !authorize(rules, peer, c, session_io) {
+                return Err(deny(c.and_then(|c| refused(rules, peer, c))));
             }
         }
         let permit = match &snap.inbound_limit {

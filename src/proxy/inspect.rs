@@ -2,7 +2,8 @@
 //! JSON-RPC, so that routes, authorization, retries, metrics, logs and error bodies can use the
 //! method and tool. The bytes forwarded upstream are exactly the bytes received.
 //!
-//! Owns: when a body is read (POST with a JSON content type), the size limit and its two
+//! Owns: when a body is read (POST with a JSON content type or MCP routing headers), the size
+//! limit and its two
 //! outcomes (413 `body-too-large` when a policy needs the body, else pass-through unread),
 //! header/body agreement (`Mcp-Method`/`Mcp-Name`, 400 with -32020). Does not own: what the
 //! classification means (`crate::mcp`).
@@ -24,14 +25,20 @@ pub async fn inspect(
     limit: usize,
     needs_body: bool,
 ) -> Result<(Request<UpstreamBody>, Option<Classification>), ProxyError> {
-    let json = req.method() == Method::POST
-        && req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(mcp::is_json_content_type);
+    if req.method() != Method::POST {
+        // Only a POST carries JSON-RPC: routing headers on anything else classify nothing
+        // (a policy must never admit, say, a DELETE because its headers name a tool).
+        return Ok((req.map(UpstreamBody::Stream), None));
+    }
+    // A POST with MCP routing headers is read whatever its content type claims: an upstream
+    // parser may take the body as JSON anyway, so the headers must be checked against it.
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(mcp::is_json_content_type)
+        || mcp::headers::has_routing_headers(req.headers());
     if !json {
-        let c = headers_only(&req)?;
-        return Ok((req.map(UpstreamBody::Stream), c));
+        return Ok((req.map(UpstreamBody::Stream), None));
     }
     if req
         .body()

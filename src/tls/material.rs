@@ -226,11 +226,15 @@ impl TlsStore {
     }
 
     /// Re-reads the files; on any problem the current material stays in force.
-    /// Returns `Ok(true)` when the certificate changed.
+    /// Returns `Ok(true)` when the certificate, its chain or the CA bundle changed.
     pub fn reload(&self) -> Result<bool, Error> {
         let old = self.current.load();
         let m = Material::load(&self.files, &old.identity)?;
-        let changed = m.info.serial != old.info.serial || m.chain != old.chain;
+        // A new CA bundle alone (a CA added for a migration, a compromised one removed)
+        // counts as a change too.
+        let changed = m.info.serial != old.info.serial
+            || m.chain != old.chain
+            || m.roots.roots != old.roots.roots;
         if changed {
             self.current.store(Arc::new(m));
         }

@@ -176,6 +176,103 @@ async fn per_tool_authorization_allows_and_denies_with_a_json_rpc_error() {
     );
 }
 
+/// Rules with `mcp` conditions admit MCP traffic only: no detour through other methods,
+/// content types or routing headers reaches the app, and a batch passes when every element
+/// is allowed by some rule.
+#[tokio::test]
+async fn mcp_rules_admit_nothing_but_the_allowed_mcp_messages() {
+    let app = Upstream::echo().await;
+    let rules = r#"[{ name: list, mcp: { methods: [tools/list] } }, { name: get, mcp: { methods: [tools/call], tools: ["get_*"] } }]"#;
+    let inbound = crate::support::TestProxy::start(format!(
+        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
+         inbound: {{ listen: 127.0.0.1:0, app: \"{}\", authorize: {rules} }}\n",
+        app.addr
+    ));
+    let send = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(inbound.inbound_url(path));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        inbound
+            .client
+            .request(b.body(body::full(body.to_owned())).unwrap())
+    };
+    let json = [("content-type", "application/json")];
+    // Elements allowed by different rules: the batch passes.
+    let batch = format!(
+        r#"[{},{{"jsonrpc":"2.0","id":9,"method":"tools/list"}}]"#,
+        call("get_x", 8)
+    );
+    assert_eq!(send("POST", "/mcp", &json, &batch).await.status, 200);
+    // Not MCP at all: an admin GET or DELETE, even naming an allowed tool in headers.
+    for (method, headers) in [
+        ("GET", vec![]),
+        (
+            "DELETE",
+            vec![("mcp-method", "tools/call"), ("mcp-name", "get_x")],
+        ),
+        ("GET", vec![("accept", "text/event-stream")]),
+    ] {
+        let r = send(method, "/admin/export", &headers, "").await;
+        assert_eq!((method, r.status.as_u16()), (method, 403), "{}", r.text());
+        assert!(r.text().contains("make this request"), "{}", r.text());
+    }
+    // A body the sidecar would not read as JSON, under headers that name an allowed tool:
+    // read anyway and refused, since the app may parse it as JSON regardless.
+    let evil = call("delete_all", 10);
+    let r = send(
+        "POST",
+        "/mcp",
+        &[
+            ("content-type", "text/plain"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "get_x"),
+        ],
+        &evil,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // A session's own stream and its end carry its id and no body: peer conditions only.
+    let session = [("mcp-session-id", "s-1"), ("accept", "text/event-stream")];
+    assert_eq!(send("GET", "/mcp", &session, "").await.status, 200);
+    assert_eq!(
+        send("DELETE", "/mcp", &[("mcp-session-id", "s-1")], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.requests().len(),
+        3,
+        "only the batch and the session's GET and DELETE reached the app"
+    );
+}
+
+/// A caller that no rule admits is refused before its body is read.
+#[tokio::test]
+async fn a_caller_no_rule_admits_is_refused_before_its_body_is_read() {
+    let app = Upstream::echo().await;
+    let rules = r#"[{ name: gateway, peers: ["spiffe://x/sa/gateway"] }]"#;
+    let inbound = crate::support::TestProxy::start(format!(
+        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
+         inbound: {{ listen: 127.0.0.1:0, app: \"{}\", authorize: {rules} }}\n",
+        app.addr
+    ));
+    // A body that never ends: were it read first, the answer would never come.
+    let (tx, b) = body::channel();
+    let _ = tx.send(bytes::Bytes::from_static(b"{\"jsonrpc\":"));
+    let req = Request::post(inbound.inbound_url("/mcp"))
+        .header("content-type", "application/json")
+        .body(b)
+        .unwrap();
+    let r = crate::support::bounded("the refusal", inbound.client.request(req)).await;
+    assert_eq!(r.status, 403);
+    assert!(app.requests().is_empty());
+    drop(tx);
+}
+
 #[tokio::test]
 async fn tools_call_is_not_retried_after_a_reset_but_tools_list_is() {
     let flaky = crate::support::faults::Fault::reset().await;

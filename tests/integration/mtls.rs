@@ -304,3 +304,86 @@ async fn rotated_certificates_apply_to_new_connections_only() {
     // The connection opened before the rotation keeps working.
     assert_eq!(send(&mut old, "/after").await.unwrap().status(), 200);
 }
+
+/// A CA bundle change alone applies to new connections: a client of a newly trusted CA is
+/// refused before and accepted after (no restart).
+#[tokio::test]
+async fn a_rotated_ca_bundle_applies_without_a_restart() {
+    let pki = Pki::new("rotate-ca");
+    let app = Upstream::echo().await;
+    let b = inbound_sidecar(&pki, "writing-analysis", app.addr, "strict", "");
+    let server = Pki::id("writing-analysis");
+    let other_ca = outrider::certs::Ca::new(crate::support::pki::TD).unwrap();
+    let stranger = other_ca
+        .issue(&[Pki::id("gateway")], Validity::days(1))
+        .unwrap();
+    let client = TlsClient::new(&pki.ca.cert_pem, &server, Some(&stranger), false);
+    let refused = match client.http1(b.inbound_addr()).await {
+        Ok((mut conn, _)) => send(&mut conn, "/before").await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "a client of an untrusted CA is refused");
+
+    // Trust both CAs (bundle replaced by rename, as a Secret update does).
+    let bundle = format!("{}{}", pki.ca.cert_pem, other_ca.cert_pem);
+    let tmp = pki.dir.join("ca.pem.tmp");
+    std::fs::write(&tmp, bundle).unwrap();
+    std::fs::rename(&tmp, pki.ca_path()).unwrap();
+    let status = eventually(
+        Duration::from_secs(5),
+        "the new CA to be trusted by new connections",
+        || async {
+            let (mut conn, _) = client.http1(b.inbound_addr()).await.ok()?;
+            send(&mut conn, "/after").await.ok().map(|r| r.status())
+        },
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+/// A reload that switches a permissive listener to strict also refuses further requests on
+/// plaintext connections opened before it.
+#[tokio::test]
+async fn switching_to_strict_by_reload_refuses_open_plaintext_connections() {
+    let pki = Pki::new("to-strict");
+    let app = Upstream::echo().await;
+    let path = pki.dir.join("inbound.yaml");
+    let yaml = |mode: &str| {
+        format!(
+            "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: {mode} }}\n",
+            pki.sidecar_yaml("writing-analysis"),
+            app.addr
+        )
+    };
+    std::fs::write(&path, yaml("permissive")).unwrap();
+    let b = TestProxy::start_file(&path);
+    let tcp = tokio::net::TcpStream::connect(b.inbound_addr())
+        .await
+        .unwrap();
+    let (mut conn, driver) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(driver);
+    let get = |path: &str| {
+        http::Request::get(path)
+            .header("host", "app")
+            .body(crate::support::body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        conn.send_request(get("/before")).await.unwrap().status(),
+        200
+    );
+
+    std::fs::write(&path, yaml("strict")).unwrap();
+    let r = b.client.post(&b.admin_url("/reload"), "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = conn.send_request(get("/after")).await.unwrap();
+    assert_eq!(after.status(), 403);
+    assert_eq!(
+        app.requests().len(),
+        1,
+        "nothing after the switch reached the app"
+    );
+}
