@@ -85,6 +85,89 @@ impl Body for UpstreamBody {
     }
 }
 
+/// A response body from upstream: hyper's (HTTP/1.1), or an HTTP/2 stream that outrider's pool
+/// drives with `h2` directly.
+pub enum RespBody {
+    Hyper(Incoming),
+    H2(H2Body),
+}
+
+/// The receiving half of an upstream HTTP/2 stream: data frames (their flow-control capacity
+/// released as they are handed on), then trailers.
+pub struct H2Body {
+    recv: h2::RecvStream,
+    data_done: bool,
+    /// From `content-length`, as hyper reports it.
+    length: Option<u64>,
+}
+
+impl H2Body {
+    pub fn new(recv: h2::RecvStream, length: Option<u64>) -> H2Body {
+        H2Body {
+            recv,
+            data_done: false,
+            length,
+        }
+    }
+}
+
+impl std::fmt::Debug for RespBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RespBody::Hyper(b) => b.fmt(f),
+            RespBody::H2(_) => f.write_str("RespBody::H2"),
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let b = match self.get_mut() {
+            RespBody::Hyper(b) => return Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            RespBody::H2(b) => b,
+        };
+        if !b.data_done {
+            match ready!(b.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = b.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => b.data_done = true,
+            }
+        }
+        Poll::Ready(match ready!(b.recv.poll_trailers(cx)) {
+            Ok(Some(t)) => Some(Ok(Frame::trailers(t))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Hyper(b) => b.is_end_stream(),
+            RespBody::H2(b) => b.recv.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Hyper(b) => b.size_hint(),
+            RespBody::H2(b) => match b.length {
+                Some(n) => SizeHint::with_exact(n),
+                None if b.recv.is_end_stream() => SizeHint::with_exact(0),
+                None => SizeHint::default(),
+            },
+        }
+    }
+}
+
 /// Held while a response body streams: concurrency slots released when it ends.
 #[derive(Default)]
 pub struct Guards {
@@ -100,7 +183,7 @@ pub enum ProxyBody {
 }
 
 pub struct Streaming {
-    inner: Incoming,
+    inner: RespBody,
     idle: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
     progressed: bool,
@@ -125,7 +208,7 @@ impl ProxyBody {
     }
 
     /// Wraps an upstream body; `idle` zero disables the idle timeout.
-    pub fn upstream(inner: Incoming, idle: Duration, guards: Guards) -> ProxyBody {
+    pub fn upstream(inner: RespBody, idle: Duration, guards: Guards) -> ProxyBody {
         ProxyBody::Upstream(Streaming {
             inner,
             idle,
@@ -193,7 +276,7 @@ impl Streaming {
                     }
                     k.sleep.as_mut().reset(Instant::now() + k.every);
                 }
-                Poll::Ready(f.map(|r| r.map_err(BoxError::from)))
+                Poll::Ready(f)
             }
             Poll::Pending
                 if self

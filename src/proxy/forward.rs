@@ -14,12 +14,11 @@ use http_body::Body;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, Instrument};
 
-use super::body::UpstreamBody;
+use super::body::{RespBody, UpstreamBody};
 use super::error::{from_send_error, ProxyError};
 use super::headers;
 use super::pool::Lease;
@@ -63,7 +62,7 @@ pub struct TryInfo {
 
 /// A response and the backend slot it holds until its body ends.
 pub struct Forwarded {
-    pub response: Response<Incoming>,
+    pub response: Response<RespBody>,
     pub permit: Permit,
     /// The pooled HTTP/1.1 connection, returned to its pool when the response body ends.
     pub lease: Option<Lease>,
@@ -354,7 +353,7 @@ pub async fn forward(
 /// A session id issued by the endpoint is sealed with the endpoint before the client sees it;
 /// `outrider_mcp_sessions` counts sessions started and not deleted.
 fn seal_session(
-    rsp: &mut Response<Incoming>,
+    rsp: &mut Response<RespBody>,
     key: &SessionKey,
     live: &prometheus::IntGauge,
     backend: &str,
@@ -467,7 +466,7 @@ pub fn take_upgrade<B>(req: &mut Request<B>) -> Option<OnUpgrade> {
 }
 
 /// After a `101 Switching Protocols`, splices client and upstream connections together.
-pub fn spawn_tunnel(client: OnUpgrade, rsp: &mut Response<Incoming>, guard: impl Send + 'static) {
+pub fn spawn_tunnel<B>(client: OnUpgrade, rsp: &mut Response<B>, guard: impl Send + 'static) {
     if rsp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return;
     }

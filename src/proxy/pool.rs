@@ -3,10 +3,11 @@
 //!
 //! Owns: idle HTTP/1.1 connections per endpoint address (LIFO, `idle_timeout`,
 //! `max_idle_per_endpoint`), the shared HTTP/2 connection per endpoint, dialing through the
-//! backend's `Dialer` (TCP, mTLS, ALPN) with hyper's `http1`/`http2` handshakes and driver
-//! tasks (HTTP/1.1 with upgrades), the transparent resend of a request that a stale pooled
-//! connection gave back unwritten, and putting an HTTP/1.1 connection back when its response
-//! is done (`Lease`). Requests that arrive while an endpoint's first connection that may turn
+//! backend's `Dialer` (TCP, mTLS, ALPN) with hyper's `http1` handshake (driver task with
+//! upgrades) or `h2`'s (driver task; streams opened, fed and read from the request's own task,
+//! `send_h2`/`pump`, with no hyper dispatch task per request), the transparent resend of a
+//! request that a stale pooled connection gave back unwritten, and putting an HTTP/1.1
+//! connection back when its response is done (`Lease`). Requests that arrive while an endpoint's first connection that may turn
 //! out HTTP/2 is being dialed wait for it instead of dialing their own (one connection per
 //! endpoint from a cold start, not one per concurrent request).
 //! Doesn't own: endpoint choice, per-try/route timeouts, retries of requests that may have been
@@ -23,19 +24,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::body::UpstreamBody;
+use super::body::{BoxError, H2Body, RespBody, UpstreamBody};
 use super::connect::Dialer;
 
 type Sender = http1::SendRequest<UpstreamBody>;
-type H2Sender = http2::SendRequest<UpstreamBody>;
+
+/// An endpoint's HTTP/2 connection: `h2`'s handle, used directly from the request's task (no
+/// dispatch task per request), and whether its driver is still running.
+#[derive(Clone)]
+struct H2Sender {
+    tx: h2::client::SendRequest<Bytes>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl H2Sender {
+    fn is_closed(&self) -> bool {
+        !self.alive.load(Ordering::Acquire)
+    }
+}
 
 /// Pooled connections found closed (request handed back unwritten) before dialing afresh.
 const MAX_STALE: u32 = 3;
@@ -70,7 +86,7 @@ pub enum SendError {
     #[error("connect failed: {0}")]
     Connect(#[source] io::Error),
     #[error("connection closed {}: {source}", if *sent { "after the request may have been written" } else { "before the request was written" })]
-    Closed { sent: bool, source: hyper::Error },
+    Closed { sent: bool, source: BoxError },
 }
 
 impl SendError {
@@ -104,7 +120,7 @@ struct Inner {
     settings: Settings,
     dialer: Dialer,
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    h2: h2::client::Builder,
     endpoints: Mutex<BTreeMap<SocketAddr, Endpoint>>,
     connects: AtomicU64,
     resends: AtomicU64,
@@ -176,8 +192,15 @@ impl Pool {
     pub fn with_dialer(settings: Settings, dialer: Dialer) -> Pool {
         let mut h1 = http1::Builder::new();
         h1.preserve_header_case(false).title_case_headers(false);
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new());
+        // hyper's client defaults: 2 MiB stream / 5 MiB connection windows, 16 KiB frames,
+        // 16 KiB header lists, no server push.
+        let mut h2 = h2::client::Builder::new();
+        h2.initial_window_size(2 * 1024 * 1024)
+            .initial_connection_window_size(5 * 1024 * 1024)
+            .max_frame_size(16 * 1024)
+            .max_header_list_size(16 * 1024)
+            .max_send_buffer_size(400 * 1024)
+            .enable_push(false);
         Pool {
             inner: Arc::new(Inner {
                 settings,
@@ -204,7 +227,7 @@ impl Pool {
         &self,
         addr: SocketAddr,
         mut req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
+    ) -> Result<(Response<RespBody>, Option<Lease>), SendError> {
         let mut stale = 0;
         loop {
             let (sender, reused) = match self.inner.checkout(addr, stale < MAX_STALE) {
@@ -242,23 +265,35 @@ impl Pool {
                                 addr,
                                 tx: Some(tx),
                             };
-                            return Ok((rsp, Some(lease)));
+                            return Ok((rsp.map(RespBody::Hyper), Some(lease)));
                         }
                         Err(e) => e,
                     }
                 }
-                Either::H2(mut tx) => {
-                    *req.version_mut() = http::Version::HTTP_2;
-                    match tx.try_send_request(req).await {
-                        Ok(rsp) => return Ok((rsp, None)),
-                        Err(e) => {
-                            if tx.is_closed() {
-                                self.inner.forget_closed_h2(addr);
-                            }
-                            e
-                        }
+                Either::H2(tx) => match send_h2(tx, req).await {
+                    Ok(rsp) => return Ok((rsp, None)),
+                    // The connection is gone and the request was not sent: another one.
+                    Err(H2Failed::Unsent(source, Some(back))) if reused && stale < MAX_STALE => {
+                        tracing::trace!(error = %source, "pooled HTTP/2 connection closed, resending");
+                        self.inner.forget_closed_h2(addr);
+                        self.inner.resends.fetch_add(1, Ordering::Relaxed);
+                        stale += 1;
+                        req = *back;
+                        continue;
                     }
-                }
+                    Err(H2Failed::Unsent(source, _)) => {
+                        return Err(SendError::Closed {
+                            sent: false,
+                            source: source.into(),
+                        })
+                    }
+                    Err(H2Failed::Sent(source)) => {
+                        return Err(SendError::Closed {
+                            sent: true,
+                            source: source.into(),
+                        })
+                    }
+                },
             };
             let mut e = back;
             match e.take_message() {
@@ -271,7 +306,7 @@ impl Pool {
                 back => {
                     return Err(SendError::Closed {
                         sent: back.is_none(),
-                        source: e.into_error(),
+                        source: e.into_error().into(),
                     })
                 }
             }
@@ -301,15 +336,18 @@ impl Pool {
         let sender = if h2 {
             let (tx, conn) = inner
                 .h2
-                .handshake(conn)
+                .handshake::<_, Bytes>(TokioIo::new(conn))
                 .await
                 .map_err(|e| SendError::Connect(io::Error::other(e)))?;
+            let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let flag = alive.clone();
             tokio::spawn(async move {
                 if let Err(error) = conn.await {
                     tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
                 }
+                flag.store(false, Ordering::Release);
             });
-            Either::H2(tx)
+            Either::H2(H2Sender { tx, alive })
         } else {
             let (tx, conn) = inner
                 .h1
@@ -485,6 +523,117 @@ impl std::fmt::Debug for Pool {
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease").field("addr", &self.addr).finish()
+    }
+}
+
+/// Why an HTTP/2 request got no response. `Unsent`: the stream was never opened (the
+/// connection is closed or going away); the request comes back when it was not taken apart yet.
+enum H2Failed {
+    Unsent(h2::Error, Option<Box<Request<UpstreamBody>>>),
+    Sent(h2::Error),
+}
+
+/// Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2); `te` may only be `trailers`.
+const H2_FORBIDDEN: [http::HeaderName; 4] = [
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::HeaderName::from_static("keep-alive"),
+];
+
+/// One request on the endpoint's HTTP/2 connection, from this task: open the stream (waiting
+/// for a slot under the server's stream limit), send the body (in place when it is already in
+/// memory, else from a pump task that follows flow control), await the response head.
+async fn send_h2(
+    sender: H2Sender,
+    mut req: Request<UpstreamBody>,
+) -> Result<Response<RespBody>, H2Failed> {
+    let mut tx = match sender.tx.ready().await {
+        Ok(tx) => tx,
+        Err(e) => return Err(H2Failed::Unsent(e, Some(Box::new(req)))),
+    };
+    let headers = req.headers_mut();
+    for name in &H2_FORBIDDEN {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+    headers.remove("proxy-connection");
+    if headers
+        .get(http::header::TE)
+        .is_some_and(|v| v.as_bytes() != b"trailers")
+    {
+        headers.remove(http::header::TE);
+    }
+    *req.version_mut() = http::Version::HTTP_2;
+    let (parts, body) = req.into_parts();
+    let end = body.is_end_stream();
+    let (response, mut stream) = tx
+        .send_request(Request::from_parts(parts, ()), end)
+        .map_err(|e| H2Failed::Unsent(e, None))?;
+    if !end {
+        match body {
+            // In memory (small, inspected or kept for retries): queued at once.
+            UpstreamBody::Bytes(Some(data)) => {
+                let _ = stream.send_data(data, true);
+            }
+            streaming => {
+                tokio::spawn(pump(streaming, stream));
+            }
+        }
+    }
+    let rsp = response.await.map_err(H2Failed::Sent)?;
+    let length = rsp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    Ok(rsp.map(|recv| RespBody::H2(H2Body::new(recv, length))))
+}
+
+/// Streams a request body into its HTTP/2 stream within the flow-control window; stops when
+/// the server resets the stream, and resets it when the client's body fails.
+async fn pump(mut body: UpstreamBody, mut stream: h2::SendStream<Bytes>) {
+    loop {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            _ = std::future::poll_fn(|cx| stream.poll_reset(cx)) => return,
+        };
+        let frame = match frame {
+            None => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "request body failed; resetting the upstream stream");
+                stream.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = stream.send_trailers(trailers);
+                }
+                return;
+            }
+        };
+        while !data.is_empty() {
+            stream.reserve_capacity(data.len());
+            let granted = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(n)) => n,
+                _ => return,
+            };
+            if granted == 0 {
+                continue;
+            }
+            let chunk = data.split_to(granted.min(data.len()));
+            if stream.send_data(chunk, false).is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -387,3 +387,85 @@ async fn switching_to_strict_by_reload_refuses_open_plaintext_connections() {
         "nothing after the switch reached the app"
     );
 }
+
+/// Large bodies both ways over the HTTP/2 hop: a streamed 1.5 MiB request body (no length,
+/// sent in chunks while the sidecars forward it) and a 3 MiB response, both beyond the
+/// initial flow-control windows, arrive byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_cross_the_h2_hop_intact_both_ways() {
+    use http_body_util::BodyExt;
+    let pki = Pki::new("h2-bodies");
+    let app = Upstream::start("doubler", |req, _shared| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let mut twice = body.to_vec();
+        twice.extend_from_slice(&body);
+        http::Response::new(crate::support::body::full(twice))
+    })
+    .await;
+    let b = inbound_sidecar(&pki, "writing-analysis", app.addr, "strict", "");
+    let a = outbound_sidecar(
+        &pki,
+        "gateway",
+        b.inbound_addr(),
+        &Pki::id("writing-analysis"),
+    );
+    let sent: Vec<u8> = (0..1_536 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (tx, body) = crate::support::body::channel();
+    let req = a
+        .request("svc", "/upload")
+        .method("POST")
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .unwrap();
+    let chunks = sent.clone();
+    tokio::spawn(async move {
+        for c in chunks.chunks(64 * 1024) {
+            if tx.send(bytes::Bytes::copy_from_slice(c)).is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let rsp = bounded("the upload", a.client.send(req)).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let got = bounded("the 3 MiB answer", rsp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(got.len(), 2 * sent.len());
+    assert!(got[..sent.len()] == sent[..] && got[sent.len()..] == sent[..]);
+}
+
+/// The pooled HTTP/2 connection dies with its server (the inbound sidecar restarts on the
+/// same port): the next request goes out on a new connection and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_pooled_h2_connection_is_replaced_transparently() {
+    let pki = Pki::new("h2-restart");
+    let app = Upstream::echo().await;
+    let yaml = |listen: &str| {
+        format!(
+            "version: 1\n{}{LISTENERS}inbound: {{ listen: \"{listen}\", app: \"{}\", mode: strict }}\n",
+            pki.sidecar_yaml("writing-analysis"),
+            app.addr
+        )
+    };
+    let b = TestProxy::start(yaml("127.0.0.1:0"));
+    let addr = b.inbound_addr();
+    let a = outbound_sidecar(&pki, "gateway", addr, &Pki::id("writing-analysis"));
+    assert_eq!(a.get("svc", "/first").await.status, 200);
+
+    b.stop(Duration::from_secs(5)).await;
+    let restarted = yaml(&addr.to_string());
+    let _b = eventually(
+        Duration::from_secs(5),
+        "the inbound sidecar to listen again on its port",
+        || {
+            let started = TestProxy::try_start(restarted.clone()).ok();
+            async move { started }
+        },
+    )
+    .await;
+    let r = a.get("svc", "/second").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.requests().len(), 2);
+}
