@@ -3,10 +3,9 @@
 //! method and tool. The bytes forwarded upstream are exactly the bytes received.
 //!
 //! Owns: when a body is read (POST with a JSON content type or MCP routing headers), the size
-//! limit and its two
-//! outcomes (413 `body-too-large` when a policy needs the body, else pass-through unread),
-//! header/body agreement (`Mcp-Method`/`Mcp-Name`, 400 with -32020). Does not own: what the
-//! classification means (`crate::mcp`).
+//! limit and its two outcomes (413 `body-too-large` when a policy needs the body, else
+//! pass-through unread), header/body agreement (`Mcp-Method`/`Mcp-Name`, 400 with -32020).
+//! Does not own: what the classification means (`crate::mcp`).
 
 use bytes::{Bytes, BytesMut};
 use http::{header, Method, Request};
