@@ -77,6 +77,9 @@ impl App {
     pub fn start(loaded: Loaded, opts: AppOptions) -> Result<AppHandle, Error> {
         let workers = opts.workers.max(1);
         let config = loaded.config.clone();
+        for warning in exposure_warnings(config.admin, config.outbound.as_ref().map(|o| o.listen)) {
+            tracing::warn!("{warning}");
+        }
         let admin_l = bind(config.admin, "admin", 1)?.remove(0);
         let metrics_l = bind(config.metrics, "metrics", 1)?.remove(0);
         let mut per_worker: Vec<ListenerSet> = (0..workers).map(|_| Vec::new()).collect();
@@ -456,5 +459,40 @@ impl Drop for AppHandle {
         if !*self.done.borrow() {
             self.lifecycle_tx.send_replace(Lifecycle::Stopped);
         }
+    }
+}
+
+/// The outbound listener acts as this sidecar's identity and the admin API has no
+/// authentication: both belong on loopback (the pod's network namespace). One warning per
+/// listener that is not.
+fn exposure_warnings(admin: SocketAddr, outbound: Option<SocketAddr>) -> Vec<String> {
+    let mut out = Vec::new();
+    if !admin.ip().is_loopback() {
+        out.push(format!(
+            "admin.listen {admin} is not a loopback address: anyone who can reach it can \
+             reload, drain and read the config"
+        ));
+    }
+    if let Some(o) = outbound.filter(|o| !o.ip().is_loopback()) {
+        out.push(format!(
+            "outbound.listen {o} is not a loopback address: anyone who can reach it can call \
+             other services with this sidecar's identity"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod exposure_tests {
+    #[test]
+    fn only_non_loopback_admin_and_outbound_listeners_warn() {
+        let lo = "127.0.0.1:15000".parse().unwrap();
+        let any = "0.0.0.0:15001".parse().unwrap();
+        assert!(super::exposure_warnings(lo, Some(lo)).is_empty());
+        let w = super::exposure_warnings(any, Some(any));
+        assert_eq!(w.len(), 2);
+        assert!(w[0].starts_with("admin.listen 0.0.0.0:15001"), "{w:?}");
+        assert!(w[1].starts_with("outbound.listen 0.0.0.0:15001"), "{w:?}");
+        assert!(super::exposure_warnings(lo, None).is_empty());
     }
 }
