@@ -75,6 +75,8 @@ import json, re, sys
 # SPEC §8 metric names (counters with _total, histogram series expanded), `up`, process_*.
 SPEC_METRICS = {
     "outrider_requests_total",
+    # extension (docs/metrics.md): rejected/applied certificate rotations
+    "outrider_tls_rotations_total",
     # extension (docs/metrics.md): per-tool MCP latency
     "outrider_mcp_request_duration_seconds_bucket",
     "outrider_mcp_request_duration_seconds_sum",

@@ -314,6 +314,7 @@ async fn watch_certificates(mut watch: DirWatch, store: Arc<TlsStore>, metrics: 
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.reload()).await {
             Ok(Ok(true)) => {
+                metrics.tls_rotations.with_label_values(&["applied"]).inc();
                 let m = store.current();
                 metrics
                     .tls_cert_expiry
@@ -323,6 +324,7 @@ async fn watch_certificates(mut watch: DirWatch, store: Arc<TlsStore>, metrics: 
             }
             Ok(Ok(false)) => {}
             Ok(Err(error)) => {
+                metrics.tls_rotations.with_label_values(&["rejected"]).inc();
                 warn!(%error, "certificate files changed but cannot be used; keeping the current ones")
             }
             Err(error) => warn!(%error, "certificate reload task failed"),

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub config_last_success: Gauge,
     pub tls_handshake_errors: IntCounterVec,
     pub tls_cert_expiry: GaugeVec,
+    /// Certificate file changes applied or rejected (extension).
+    pub tls_rotations: IntCounterVec,
     pub authz_denied: IntCounterVec,
     pub retries: IntCounterVec,
     pub retry_budget_exhausted: IntCounterVec,
@@ -169,6 +171,17 @@ impl Metrics {
             &["identity"],
         )
         .expect("valid metric");
+        let tls_rotations = IntCounterVec::new(
+            Opts::new(
+                "outrider_tls_rotations_total",
+                "Changes of the certificate, key or CA files: applied, or rejected (the current material stays in force).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in ["applied", "rejected"] {
+            tls_rotations.with_label_values(&[r]);
+        }
         let authz_denied = IntCounterVec::new(
             Opts::new(
                 "outrider_authz_denied_total",
@@ -279,6 +292,7 @@ impl Metrics {
             Box::new(config_last_success.clone()),
             Box::new(tls_handshake_errors.clone()),
             Box::new(tls_cert_expiry.clone()),
+            Box::new(tls_rotations.clone()),
             Box::new(authz_denied.clone()),
             Box::new(retries.clone()),
             Box::new(retry_budget_exhausted.clone()),
@@ -308,6 +322,7 @@ impl Metrics {
             config_last_success,
             tls_handshake_errors,
             tls_cert_expiry,
+            tls_rotations,
             authz_denied,
             retries,
             retry_budget_exhausted,

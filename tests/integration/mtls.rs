@@ -303,6 +303,28 @@ async fn rotated_certificates_apply_to_new_connections_only() {
     assert_ne!(new_serial, first_serial);
     // The connection opened before the rotation keeps working.
     assert_eq!(send(&mut old, "/after").await.unwrap().status(), 200);
+    assert!(b
+        .metric("outrider_tls_rotations_total", &[("result", "applied")])
+        .await
+        .is_some_and(|n| n >= 1.0));
+
+    // A broken certificate file is rejected and counted; the current one stays in force.
+    let tmp = pki.dir.join("writing-analysis.pem.tmp");
+    std::fs::write(&tmp, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    std::fs::rename(&tmp, pki.dir.join("writing-analysis.pem")).unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the broken file to be rejected",
+        || async {
+            let n = b
+                .metric("outrider_tls_rotations_total", &[("result", "rejected")])
+                .await?;
+            (n >= 1.0).then_some(())
+        },
+    )
+    .await;
+    let (_, serial) = client.http1(b.inbound_addr()).await.unwrap();
+    assert_eq!(serial, new_serial, "still the last good certificate");
 }
 
 /// A CA bundle change alone applies to new connections: a client of a newly trusted CA is
