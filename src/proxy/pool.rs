@@ -270,30 +270,38 @@ impl Pool {
                         Err(e) => e,
                     }
                 }
-                Either::H2(tx) => match send_h2(tx, req).await {
-                    Ok(rsp) => return Ok((rsp, None)),
-                    // The connection is gone and the request was not sent: another one.
-                    Err(H2Failed::Unsent(source, Some(back))) if reused && stale < MAX_STALE => {
-                        tracing::trace!(error = %source, "pooled HTTP/2 connection closed, resending");
-                        self.inner.forget_closed_h2(addr);
-                        self.inner.resends.fetch_add(1, Ordering::Relaxed);
-                        stale += 1;
-                        req = *back;
-                        continue;
+                Either::H2(tx) => {
+                    let alive = tx.alive.clone();
+                    match (send_h2(tx, req).await, alive) {
+                        (Ok(rsp), _) => return Ok((rsp, None)),
+                        // The connection is gone and the request was not sent: another one.
+                        (Err(H2Failed::Unsent(source, Some(back))), alive)
+                            if reused && stale < MAX_STALE =>
+                        {
+                            tracing::trace!(error = %source, "pooled HTTP/2 connection closed, resending");
+                            // It opens no more streams (closed or going away), even if its driver
+                            // has not noticed yet: never hand it out again.
+                            alive.store(false, Ordering::Release);
+                            self.inner.forget_closed_h2(addr);
+                            self.inner.resends.fetch_add(1, Ordering::Relaxed);
+                            stale += 1;
+                            req = *back;
+                            continue;
+                        }
+                        (Err(H2Failed::Unsent(source, _)), _) => {
+                            return Err(SendError::Closed {
+                                sent: false,
+                                source: source.into(),
+                            })
+                        }
+                        (Err(H2Failed::Sent(source)), _) => {
+                            return Err(SendError::Closed {
+                                sent: true,
+                                source: source.into(),
+                            })
+                        }
                     }
-                    Err(H2Failed::Unsent(source, _)) => {
-                        return Err(SendError::Closed {
-                            sent: false,
-                            source: source.into(),
-                        })
-                    }
-                    Err(H2Failed::Sent(source)) => {
-                        return Err(SendError::Closed {
-                            sent: true,
-                            source: source.into(),
-                        })
-                    }
-                },
+                }
             };
             let mut e = back;
             match e.take_message() {
