@@ -288,11 +288,13 @@ impl Pool {
                             req = *back;
                             continue;
                         }
-                        (Err(H2Failed::Unsent(source, _)), _) => {
+                        (Err(H2Failed::Unsent(source, _)), alive) => {
+                            alive.store(false, Ordering::Release);
+                            self.inner.forget_closed_h2(addr);
                             return Err(SendError::Closed {
                                 sent: false,
                                 source: source.into(),
-                            })
+                            });
                         }
                         (Err(H2Failed::Sent(source)), _) => {
                             return Err(SendError::Closed {
