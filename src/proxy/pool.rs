@@ -289,8 +289,12 @@ impl Pool {
                             continue;
                         }
                         (Err(H2Failed::Unsent(source, _)), alive) => {
-                            alive.store(false, Ordering::Release);
-                            self.inner.forget_closed_h2(addr);
+                            // A request h2 refuses (a user error: no reason, no I/O) says
+                            // nothing about the connection; anything else retires it.
+                            if source.reason().is_some() || source.is_io() {
+                                alive.store(false, Ordering::Release);
+                                self.inner.forget_closed_h2(addr);
+                            }
                             return Err(SendError::Closed {
                                 sent: false,
                                 source: source.into(),
