@@ -487,3 +487,36 @@ async fn a_closed_h2_connection_is_replaced() {
     assert_eq!(text(&pool, addr, "/b").await, format!("http://{addr}/b -"));
     assert_eq!(counts.accepts.load(Ordering::SeqCst), 2);
 }
+
+/// Connection-specific fields (which HTTP/2 forbids) are dropped from requests sent over it;
+/// `te: trailers` is kept.
+#[tokio::test]
+async fn h2_requests_lose_connection_specific_fields() {
+    let (addr, counts) = h2c_upstream(1).await;
+    let pool = Pool::new(h2_settings());
+    let mut req = get(addr, "/x");
+    for (k, v) in [
+        ("connection", "keep-alive"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-connection", "keep-alive"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "websocket"),
+        ("te", "gzip"),
+    ] {
+        req.headers_mut().insert(k, v.parse().unwrap());
+    }
+    let (rsp, _) = pool.send(addr, req).await.expect("sent over h2");
+    assert_eq!(rsp.status(), StatusCode::OK);
+    let mut req = get(addr, "/y");
+    req.headers_mut().insert("te", "trailers".parse().unwrap());
+    assert_eq!(
+        pool.send(addr, req).await.unwrap().0.status(),
+        StatusCode::OK
+    );
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        pool.connects_total(),
+        1,
+        "refused requests never retire the connection"
+    );
+}
