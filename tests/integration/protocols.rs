@@ -81,3 +81,68 @@ async fn sequential_requests_reuse_one_upstream_connection() {
         "20 sequential requests should use 1 pooled upstream connection"
     );
 }
+
+/// Trailers cross an HTTP/2 client → outrider → HTTP/2 upstream path both ways (gRPC-style):
+/// request trailers through the pool's body pump, response trailers through its stream
+/// reader.
+#[tokio::test]
+async fn trailers_cross_an_http2_path_both_ways() {
+    use http_body_util::{BodyExt, StreamBody};
+    fn with_trailers(
+        data: &'static str,
+        name: &'static str,
+        value: &'static str,
+    ) -> crate::support::body::Body {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert(name, value.parse().unwrap());
+        let frames: Vec<Result<http_body::Frame<bytes::Bytes>, crate::support::body::BoxError>> = vec![
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                data.as_bytes(),
+            ))),
+            Ok(http_body::Frame::trailers(trailers)),
+        ];
+        StreamBody::new(futures_util::stream::iter(frames)).boxed()
+    }
+    let up = Upstream::start("trailers", |req, _shared| async move {
+        let collected = req.into_body().collect().await.unwrap();
+        let seen = collected
+            .trailers()
+            .and_then(|t| t.get("x-checksum"))
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let mut rsp = http::Response::new(with_trailers("answer", "grpc-status", "0"));
+        rsp.headers_mut()
+            .insert("x-seen-trailer", seen.parse().unwrap());
+        rsp
+    })
+    .await;
+    let proxy = Cfg::new()
+        .backend_with("b1", up.addr, "protocol: http2")
+        .host_route("r1", "svc", "b1", "")
+        .start();
+    // HTTP/2 carries the authority in the URI (`:authority`).
+    let req = http::Request::post("http://svc/rpc")
+        .header("te", "trailers")
+        .body(with_trailers("question", "x-checksum", "abc123"))
+        .unwrap();
+    let rsp = crate::support::client::h2c_send(proxy.outbound_addr(), req)
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(
+        rsp.headers()["x-seen-trailer"],
+        "abc123",
+        "request trailers arrived"
+    );
+    let body = crate::support::bounded("the answer", rsp.into_body().collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        body.trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .map(|v| v.to_str().unwrap()),
+        Some("0"),
+        "response trailers arrived"
+    );
+    assert_eq!(body.to_bytes(), "answer");
+}
