@@ -134,6 +134,7 @@ enum Proto {
     Detect,
 }
 
+/// The auto-detecting builder carries the same HTTP/1.1 and HTTP/2 settings as the direct ones.
 pub fn server_builder(limits: &Limits) -> Arc<Builders> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()

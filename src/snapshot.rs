@@ -17,7 +17,7 @@ use http::uri::Authority;
 use crate::config::model::{Backend, Protocol, Route};
 use crate::config::Loaded;
 use crate::proxy::body::UpstreamBody;
-use crate::proxy::connect::{Dialer, UpstreamTls};
+use crate::proxy::connect::UpstreamTls;
 use crate::proxy::pool::{Pool, Settings as PoolSettings};
 use crate::resilience::{self, RetryBudget};
 use crate::routing::Table;
@@ -352,13 +352,7 @@ fn pool(b: &Backend, deps: &Deps) -> Pool {
         h2_prior_knowledge: b.protocol == Protocol::Http2,
         ..PoolSettings::default()
     };
-    Pool::with_dialer(
-        settings,
-        Dialer {
-            connect_timeout: b.connect_timeout,
-            tls,
-        },
-    )
+    Pool::with_tls(settings, tls)
 }
 
 /// What building a snapshot needs besides the config.

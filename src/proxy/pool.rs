@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::body::{BoxError, H2Body, RespBody, UpstreamBody};
-use super::connect::Dialer;
+use super::connect::{Dialer, UpstreamTls};
 
 type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -180,16 +180,15 @@ pub struct Lease {
 impl Pool {
     /// A pool of plaintext connections.
     pub fn new(settings: Settings) -> Pool {
-        Pool::with_dialer(
-            settings,
-            Dialer {
-                connect_timeout: settings.connect_timeout,
-                tls: None,
-            },
-        )
+        Pool::with_tls(settings, None)
     }
 
-    pub fn with_dialer(settings: Settings, dialer: Dialer) -> Pool {
+    /// A pool whose connections are mTLS when `tls` is set (ALPN decides HTTP/2).
+    pub fn with_tls(settings: Settings, tls: Option<UpstreamTls>) -> Pool {
+        let dialer = Dialer {
+            connect_timeout: settings.connect_timeout,
+            tls,
+        };
         let mut h1 = http1::Builder::new();
         h1.preserve_header_case(false).title_case_headers(false);
         // hyper's client defaults: 2 MiB stream / 5 MiB connection windows, 16 KiB frames,
@@ -548,11 +547,12 @@ enum H2Failed {
 }
 
 /// Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2); `te` may only be `trailers`.
-const H2_FORBIDDEN: [http::HeaderName; 4] = [
+const H2_FORBIDDEN: [http::HeaderName; 5] = [
     http::header::CONNECTION,
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
     http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
 ];
 
 /// One request on the endpoint's HTTP/2 connection, from this task: open the stream (waiting
@@ -567,12 +567,9 @@ async fn send_h2(
         Err(e) => return Err(H2Failed::Unsent(e, Some(Box::new(req)))),
     };
     let headers = req.headers_mut();
-    for name in &H2_FORBIDDEN {
-        if headers.contains_key(name) {
-            headers.remove(name);
-        }
+    for name in H2_FORBIDDEN {
+        headers.remove(name);
     }
-    headers.remove("proxy-connection");
     if headers
         .get(http::header::TE)
         .is_some_and(|v| v.as_bytes() != b"trailers")

@@ -128,15 +128,19 @@ async fn proxy_failures_of_json_rpc_requests_are_json_rpc_errors() {
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
 }
 
+/// A plaintext inbound sidecar in front of `app` with these `inbound.authorize` rules.
+fn inbound_with_rules(app: std::net::SocketAddr, rules: &str) -> crate::support::TestProxy {
+    crate::support::TestProxy::start(format!(
+        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
+         inbound: {{ listen: 127.0.0.1:0, app: \"{app}\", authorize: {rules} }}\n"
+    ))
+}
+
 #[tokio::test]
 async fn per_tool_authorization_allows_and_denies_with_a_json_rpc_error() {
     let app = Upstream::echo().await;
     let rules = r#"[{ name: readonly, mcp: { methods: [initialize, tools/list, tools/call], tools: ["get_*", analyze_text] } }]"#;
-    let inbound = crate::support::TestProxy::start(format!(
-        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
-         inbound: {{ listen: 127.0.0.1:0, app: \"{}\", authorize: {rules} }}\n",
-        app.addr
-    ));
+    let inbound = inbound_with_rules(app.addr, rules);
     let send = |json: String| {
         let inbound = &inbound;
         async move {
@@ -183,11 +187,7 @@ async fn per_tool_authorization_allows_and_denies_with_a_json_rpc_error() {
 async fn mcp_rules_admit_nothing_but_the_allowed_mcp_messages() {
     let app = Upstream::echo().await;
     let rules = r#"[{ name: list, mcp: { methods: [tools/list] } }, { name: get, mcp: { methods: [tools/call], tools: ["get_*"] } }]"#;
-    let inbound = crate::support::TestProxy::start(format!(
-        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
-         inbound: {{ listen: 127.0.0.1:0, app: \"{}\", authorize: {rules} }}\n",
-        app.addr
-    ));
+    let inbound = inbound_with_rules(app.addr, rules);
     let send = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
         let mut b = Request::builder()
             .method(method)
@@ -255,11 +255,7 @@ async fn mcp_rules_admit_nothing_but_the_allowed_mcp_messages() {
 async fn a_caller_no_rule_admits_is_refused_before_its_body_is_read() {
     let app = Upstream::echo().await;
     let rules = r#"[{ name: gateway, peers: ["spiffe://x/sa/gateway"] }]"#;
-    let inbound = crate::support::TestProxy::start(format!(
-        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
-         inbound: {{ listen: 127.0.0.1:0, app: \"{}\", authorize: {rules} }}\n",
-        app.addr
-    ));
+    let inbound = inbound_with_rules(app.addr, rules);
     // A body that never ends: were it read first, the answer would never come.
     let (tx, b) = body::channel();
     let _ = tx.send(bytes::Bytes::from_static(b"{\"jsonrpc\":"));

@@ -35,6 +35,21 @@ struct Counts {
 /// sends one chunk and then nothing, `/upgrade` switches to an echo protocol; anything else
 /// answers `<uri> <host>`.
 async fn upstream(keep_alive: bool, barrier: usize) -> (SocketAddr, Arc<Counts>) {
+    serve(Proto::Http1 { keep_alive }, barrier).await
+}
+
+/// The same upstream speaking h2c (prior knowledge).
+async fn h2c_upstream(barrier: usize) -> (SocketAddr, Arc<Counts>) {
+    serve(Proto::H2c, barrier).await
+}
+
+#[derive(Clone, Copy)]
+enum Proto {
+    Http1 { keep_alive: bool },
+    H2c,
+}
+
+async fn serve(proto: Proto, barrier: usize) -> (SocketAddr, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let counts = Arc::new(Counts::default());
@@ -49,12 +64,19 @@ async fn upstream(keep_alive: bool, barrier: usize) -> (SocketAddr, Arc<Counts>)
                 c.requests.fetch_add(1, Ordering::SeqCst);
                 handle(req, barrier.clone())
             });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .keep_alive(keep_alive)
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades(),
-            );
+            let io = TokioIo::new(stream);
+            match proto {
+                Proto::Http1 { keep_alive } => tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(io, svc)
+                        .with_upgrades(),
+                ),
+                Proto::H2c => tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, svc),
+                ),
+            };
         }
     });
     (addr, counts)
@@ -375,31 +397,6 @@ fn send_error_display_and_flags() {
     assert_eq!(e.to_string(), "connect failed: refused");
 }
 
-/// An h2c (prior knowledge) upstream: every request waits at a barrier of `barrier`.
-async fn h2c_upstream(barrier: usize) -> (SocketAddr, Arc<Counts>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let counts = Arc::new(Counts::default());
-    let barrier = Arc::new(Barrier::new(barrier.max(1)));
-    let c = counts.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            c.accepts.fetch_add(1, Ordering::SeqCst);
-            let (c, barrier) = (c.clone(), barrier.clone());
-            let svc = service_fn(move |req| {
-                c.requests.fetch_add(1, Ordering::SeqCst);
-                handle(req, barrier.clone())
-            });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc),
-            );
-        }
-    });
-    (addr, counts)
-}
-
 fn h2_settings() -> Settings {
     Settings {
         h2_prior_knowledge: true,
@@ -474,10 +471,7 @@ async fn a_failed_shared_dial_fails_its_waiters_too() {
 #[tokio::test]
 async fn a_closed_h2_connection_is_replaced() {
     let (addr, counts) = h2c_upstream(1).await;
-    let pool = Pool::new(Settings {
-        h2_prior_knowledge: true,
-        ..Settings::default()
-    });
+    let pool = Pool::new(h2_settings());
     assert_eq!(text(&pool, addr, "/a").await, format!("http://{addr}/a -"));
     // Close it from the pool's side: drop the shared sender and the driver ends.
     {
