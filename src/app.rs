@@ -351,6 +351,7 @@ fn run_worker(worker: Arc<Worker>, listeners: ListenerSet, limits: Limits) {
                 let span = tracing::info_span!("listener", name = dir.as_str(), port);
                 tokio::spawn(proxy::accept_loop(l, dir, worker.clone(), limits.clone()).instrument(span));
             }
+            tokio::spawn(timer_anchor());
             let mut lifecycle = worker.shared.lifecycle.clone();
             let _ = crate::proxy::reached(&mut lifecycle, Lifecycle::Draining).await;
             let drain_timeout = worker.shared.snapshot.load().loaded.config.drain_timeout;
@@ -365,6 +366,19 @@ fn run_worker(worker: Arc<Worker>, listeners: ListenerSet, limits: Limits) {
         .instrument(tracing::info_span!("worker", id)),
     );
     rt.shutdown_background();
+}
+
+/// Keeps one timer in the worker's wheel at all times. When tokio parks with an empty wheel,
+/// every timer registered before the next park wakes the runtime through its eventfd: a
+/// `write` syscall and a spurious `epoll_wait` return per request on every HTTP/1.1
+/// connection, since hyper arms a header-read timer for each request. With this timer due
+/// within a second, later deadlines (header reads, route timeouts of a second or more) are
+/// registered silently. Measured on the mesh benchmark's outbound sidecar: write-type
+/// syscalls per request 1.71 → 1.06.
+async fn timer_anchor() {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// Binds `n` sockets to one address (`SO_REUSEPORT` when n > 1: the kernel spreads

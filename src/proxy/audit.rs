@@ -162,8 +162,11 @@ impl Envelope {
                 );
             }
         }
-        rsp.headers_mut()
-            .insert(crate::proxy::headers::X_REQUEST_ID, self.request_id);
+        crate::telemetry::propagation::replace_or_insert(
+            rsp.headers_mut(),
+            crate::proxy::headers::X_REQUEST_ID,
+            self.request_id,
+        );
         rsp
     }
 }

@@ -94,7 +94,7 @@ pub fn propagate(headers: &mut HeaderMap, s: &Settings) -> Span {
         },
     };
     if s.w3c {
-        headers.insert(TRACEPARENT, traceparent(&span));
+        replace_or_insert(headers, TRACEPARENT, traceparent(&span));
     }
     if s.b3 {
         rewrite_b3(headers, &span);
@@ -114,13 +114,33 @@ fn traceparent(span: &Span) -> HeaderValue {
     unique(&buf)
 }
 
-/// Lower-case hex of the low `4 * out.len()` bits of `n`, most significant first.
+/// Sets `name` to `value`, overwriting an existing value in place. `HeaderMap::insert`
+/// reserves room before it looks for the name, so on a map at its load limit (as HTTP/2
+/// decoding leaves it) it rehashes the whole map even when it only replaces a value.
+pub fn replace_or_insert(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    match headers.get_mut(&name) {
+        Some(slot) => *slot = value,
+        None => {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Lower-case hex of the low `4 * out.len()` bits of `n`, most significant first
+/// (`out.len()` ≤ 32).
 pub fn hex_into(out: &mut [u8], n: u128) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let len = out.len();
-    for (i, b) in out.iter_mut().enumerate() {
-        let shift = 4 * (len - 1 - i);
-        *b = DIGITS[((n >> shift) & 0xf) as usize];
+    // Two 64-bit halves: a 128-bit shift per digit costs several instructions each.
+    let (hi, lo) = out.split_at_mut(out.len().saturating_sub(16));
+    let mut lo_bits = n as u64;
+    for b in lo.iter_mut().rev() {
+        *b = DIGITS[(lo_bits & 0xf) as usize];
+        lo_bits >>= 4;
+    }
+    let mut hi_bits = (n >> 64) as u64;
+    for b in hi.iter_mut().rev() {
+        *b = DIGITS[(hi_bits & 0xf) as usize];
+        hi_bits >>= 4;
     }
 }
 

@@ -171,3 +171,25 @@ fn w3c_wins_over_b3_and_disabled_formats_are_left_alone() {
         "w3c disabled: header untouched"
     );
 }
+
+#[test]
+fn hex_into_matches_format_for_every_width() {
+    for n in [
+        0u128,
+        1,
+        u128::MAX,
+        0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        fastrand::u128(..),
+    ] {
+        for width in [1usize, 8, 15, 16, 17, 31, 32] {
+            let mut out = vec![b'?'; width];
+            hex_into(&mut out, n);
+            let full = format!("{n:032x}");
+            assert_eq!(
+                std::str::from_utf8(&out).unwrap(),
+                &full[32 - width..],
+                "n={n:x} width={width}"
+            );
+        }
+    }
+}
