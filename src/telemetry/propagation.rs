@@ -114,13 +114,16 @@ fn traceparent(span: &Span) -> HeaderValue {
     unique(&buf)
 }
 
-/// Sets `name` to `value`, overwriting an existing value in place. `HeaderMap::insert`
-/// reserves room before it looks for the name, so on a map at its load limit (as HTTP/2
-/// decoding leaves it) it rehashes the whole map even when it only replaces a value.
+/// Sets `name` to `value` alone, like `HeaderMap::insert`, but overwrites a single existing
+/// value in place: `insert` reserves room before it looks for the name, so on a map at its
+/// load limit (as HTTP/2 decoding leaves it) it rehashes the whole map even when it only
+/// replaces a value. Several existing values go through `insert`, which removes them all.
 pub fn replace_or_insert(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    let mut existing = headers.get_all(&name).iter();
+    let single = existing.next().is_some() && existing.next().is_none();
     match headers.get_mut(&name) {
-        Some(slot) => *slot = value,
-        None => {
+        Some(slot) if single => *slot = value,
+        _ => {
             headers.insert(name, value);
         }
     }

@@ -193,3 +193,23 @@ fn hex_into_matches_format_for_every_width() {
         }
     }
 }
+
+#[test]
+fn a_repeated_traceparent_leaves_exactly_one_value() {
+    let mut h = headers(&[("traceparent", TP)]);
+    h.append(
+        "traceparent",
+        HeaderValue::from_static("00-11111111111111111111111111111111-2222222222222222-01"),
+    );
+    let span = propagate(&mut h, &Settings::default());
+    assert_eq!(h.get_all("traceparent").iter().count(), 1);
+    assert_eq!(
+        span.trace_hex(),
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the first value is continued"
+    );
+    assert!(h["traceparent"]
+        .to_str()
+        .unwrap()
+        .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+}
