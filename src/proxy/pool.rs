@@ -36,15 +36,18 @@ use tokio::time::Instant;
 
 use super::body::{BoxError, H2Body, RespBody, UpstreamBody};
 use super::connect::{Dialer, UpstreamTls};
+use driver::Driver;
 
 type Sender = http1::SendRequest<UpstreamBody>;
 
 /// An endpoint's HTTP/2 connection: `h2`'s handle, used directly from the request's task (no
-/// dispatch task per request), and whether its driver is still running.
+/// dispatch task per request), whether its driver is still running, and the driver itself
+/// (requests poll it early: [`driver`]).
 #[derive(Clone)]
 struct H2Sender {
     tx: h2::client::SendRequest<Bytes>,
     alive: Arc<std::sync::atomic::AtomicBool>,
+    driver: Arc<Driver>,
 }
 
 impl H2Sender {
@@ -354,13 +357,8 @@ impl Pool {
                 .map_err(|e| SendError::Connect(io::Error::other(e)))?;
             let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
             let flag = alive.clone();
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
-                }
-                flag.store(false, Ordering::Release);
-            });
-            Either::H2(H2Sender { tx, alive })
+            let driver = Driver::spawn(conn, move || flag.store(false, Ordering::Release));
+            Either::H2(H2Sender { tx, alive, driver })
         } else {
             let (tx, conn) = inner
                 .h1
@@ -562,6 +560,7 @@ async fn send_h2(
     sender: H2Sender,
     mut req: Request<UpstreamBody>,
 ) -> Result<Response<RespBody>, H2Failed> {
+    let driver = sender.driver.clone();
     let mut tx = match sender.tx.ready().await {
         Ok(tx) => tx,
         Err(e) => return Err(H2Failed::Unsent(e, Some(Box::new(req)))),
@@ -593,6 +592,7 @@ async fn send_h2(
             }
         }
     }
+    driver.opened();
     let rsp = response.await.map_err(H2Failed::Sent)?;
     let length = rsp
         .headers()
@@ -668,6 +668,8 @@ fn origin_form(req: &mut Request<UpstreamBody>) {
     };
     *req.uri_mut() = uri;
 }
+
+mod driver;
 
 #[cfg(test)]
 mod tests;
