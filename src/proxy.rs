@@ -18,13 +18,14 @@ pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use pool::driver::{Driver, Owner, StreamExec, Tick};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, Instrument};
@@ -122,7 +123,21 @@ impl Drop for ConnGuard {
 pub struct Builders {
     auto: auto::Builder<TokioExecutor>,
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    /// HTTP/2 known from ALPN (the mesh's path): a builder per connection, whose executor
+    /// polls that connection early ([`pool::driver`]).
+    h2_streams: u32,
+    h2_header_list: u32,
+}
+
+impl Builders {
+    fn h2(&self, exec: StreamExec) -> http2::Builder<StreamExec> {
+        let mut h2 = http2::Builder::new(exec);
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(self.h2_streams)
+            .max_header_list_size(self.h2_header_list)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        h2
+    }
 }
 
 /// The protocol of a connection, when known before serving it.
@@ -147,18 +162,18 @@ pub fn server_builder(limits: &Limits) -> Arc<Builders> {
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    let mut h2 = http2::Builder::new(TokioExecutor::new());
     let max_header_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
-    h2.timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(max_header_list)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(max_header_list)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    Arc::new(Builders { auto: b, h1, h2 })
+    Arc::new(Builders {
+        auto: b,
+        h1,
+        h2_streams: limits.max_concurrent_streams,
+        h2_header_list: max_header_list,
+    })
 }
 
 /// Accepts connections until drain starts; each connection is served on its own task.
@@ -321,10 +336,23 @@ where
                 .map_err(Into::into)
         }
         Proto::Http2 => {
-            let conn = b.h2.serve_connection(io, svc);
-            until_drained(conn, worker, |c| c.graceful_shutdown())
-                .await
-                .map_err(Into::into)
+            let driver = Driver::new();
+            let exec = StreamExec(Arc::downgrade(&driver) as Weak<dyn Tick>);
+            driver.install(b.h2(exec).serve_connection(io, svc));
+            // Closes the connection however this ends (it holds the executor, which only
+            // holds the driver weakly).
+            let owner = Owner {
+                driver: driver.clone(),
+                on_end: None::<fn()>,
+            };
+            let conn =
+                std::future::poll_fn(|cx| driver.poll_owner(cx).map(|r| r.unwrap_or(Ok(()))));
+            let result = until_drained(conn, worker, |_| {
+                driver.with_conn(|c| c.graceful_shutdown())
+            })
+            .await;
+            drop(owner);
+            result.map_err(Into::into)
         }
         Proto::Detect => {
             let conn = b.auto.serve_connection_with_upgrades(io, svc);

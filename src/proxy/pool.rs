@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::body::{BoxError, H2Body, RespBody, UpstreamBody};
 use super::connect::{Dialer, UpstreamTls};
-use driver::Driver;
+use driver::Tick;
 
 type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -47,7 +47,7 @@ type Sender = http1::SendRequest<UpstreamBody>;
 struct H2Sender {
     tx: h2::client::SendRequest<Bytes>,
     alive: Arc<std::sync::atomic::AtomicBool>,
-    driver: Arc<Driver>,
+    driver: Arc<dyn Tick>,
 }
 
 impl H2Sender {
@@ -357,7 +357,7 @@ impl Pool {
                 .map_err(|e| SendError::Connect(io::Error::other(e)))?;
             let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
             let flag = alive.clone();
-            let driver = Driver::spawn(conn, move || flag.store(false, Ordering::Release));
+            let driver = driver::spawn_client(conn, move || flag.store(false, Ordering::Release));
             Either::H2(H2Sender { tx, alive, driver })
         } else {
             let (tx, conn) = inner
@@ -592,7 +592,7 @@ async fn send_h2(
             }
         }
     }
-    driver.opened();
+    driver.tick();
     let rsp = response.await.map_err(H2Failed::Sent)?;
     let length = rsp
         .headers()
@@ -669,7 +669,7 @@ fn origin_form(req: &mut Request<UpstreamBody>) {
     *req.uri_mut() = uri;
 }
 
-mod driver;
+pub mod driver;
 
 #[cfg(test)]
 mod tests;

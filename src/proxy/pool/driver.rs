@@ -1,129 +1,182 @@
-//! The driver of one upstream HTTP/2 connection, shared between its task and the requests.
+//! A connection future shared between the task that owns it and the requests it carries.
 //!
 //! `h2` writes queued frames only when the connection future is polled, and that future runs
-//! in its own task, which a current-thread runtime polls after every task already queued. So
-//! under load every request of a runtime cycle waited for the end of the cycle, and the peer
-//! sidecar got the whole cycle's requests at once: the two sidecars worked in turns (a quarter
-//! of both cores idle in the mesh benchmark) instead of side by side. A request that finds
-//! [`FLUSH_AFTER`] streams opened since the connection was last polled polls it at once
-//! (writing them all), with the connection task's own waker, so every wake-up and readiness
-//! registration still goes to that task.
+//! in one task, which a current-thread runtime polls after every task already queued. Under
+//! load every request (outbound) or response (inbound) of a runtime cycle then waited for the
+//! end of the cycle, and the peer sidecar got the whole cycle's worth at once: the two sidecars
+//! worked in turns (a quarter of both cores idle in the mesh benchmark) instead of side by
+//! side. Every [`FLUSH_AFTER`] streams opened (or answered) since the connection was last
+//! polled, the request polls it at once (writing them all), with the owning task's own waker,
+//! so every wake-up and readiness registration still goes to that task.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
-type ConnFuture = Pin<Box<dyn Future<Output = Result<(), h2::Error>> + Send>>;
-
-/// Streams opened without the connection being polled before a request writes them itself.
-/// 1 writes every request at once (the most parallel, one TLS record and syscall each); a few
-/// keep most of the batching. Measured on the mesh benchmark (`wrk -c64`, req/s against no
-/// early writes): 1 → +13–23%, 4 → +17–20% at less CPU per request, 8 → +18%.
+/// Streams since the connection was last polled before a request polls it itself. 1 writes
+/// every request at once (the most parallel, one TLS record and syscall each); a few keep most
+/// of the batching. Measured on the mesh benchmark's outbound sidecar (`wrk -c64`, req/s
+/// against no early polls): 1 → +13–23%, 4 → +17–20% at less CPU per request, 8 → +18%.
 pub const FLUSH_AFTER: u32 = 4;
 
-pub struct Driver {
-    conn: Mutex<Option<ConnFuture>>,
-    /// The connection task's waker, from its last poll.
+pub struct Driver<F: Future> {
+    conn: Mutex<Option<Pin<Box<F>>>>,
+    /// What the connection ended with, when an early poll saw it end.
+    ended: Mutex<Option<F::Output>>,
+    /// The owning task's waker, from its last poll.
     waker: Mutex<Option<Waker>>,
-    opened: AtomicU32,
+    streams: AtomicU32,
 }
 
-impl Driver {
-    /// Spawns the task that drives `conn` until it ends; `on_end` runs then (also when the
-    /// runtime drops the task).
-    pub fn spawn<F>(conn: F, on_end: impl FnOnce() + Send + 'static) -> Arc<Driver>
-    where
-        F: Future<Output = Result<(), h2::Error>> + Send + 'static,
-    {
-        let driver = Arc::new(Driver {
-            conn: Mutex::new(Some(Box::pin(conn))),
+/// A stream was opened or answered (type-erased, for hyper's executor).
+pub trait Tick: Send + Sync {
+    fn tick(&self);
+}
+
+impl<F> Driver<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send,
+{
+    pub fn new() -> Arc<Driver<F>> {
+        Arc::new(Driver {
+            conn: Mutex::new(None),
+            ended: Mutex::new(None),
             waker: Mutex::new(None),
-            opened: AtomicU32::new(0),
-        });
-        let task = Ended {
-            driver: driver.clone(),
-            on_end: Some(on_end),
-        };
-        tokio::spawn(async move {
-            if let Err(error) = std::future::poll_fn(|cx| task.driver.poll_task(cx)).await {
-                tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
-            }
-            drop(task);
-        });
-        driver
+            streams: AtomicU32::new(0),
+        })
     }
 
-    /// A stream was opened: writes the pending streams now when enough have queued up.
-    pub fn opened(&self) {
-        if self.opened.fetch_add(1, Ordering::Relaxed) + 1 >= FLUSH_AFTER {
-            self.poll_now();
-        }
+    pub fn install(&self, conn: F) {
+        *lock(&self.conn) = Some(Box::pin(conn));
     }
 
-    fn poll_task(&self, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
+    /// Polls the connection from the task that owns it.
+    pub fn poll_owner(&self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
         {
-            let mut w = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut w = lock(&self.waker);
             if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *w = Some(cx.waker().clone());
             }
         }
+        if let Some(out) = lock(&self.ended).take() {
+            return Poll::Ready(Some(out));
+        }
         self.poll_conn(cx)
+    }
+
+    /// Runs `f` on the connection, if it is still there.
+    pub fn with_conn(&self, f: impl FnOnce(Pin<&mut F>)) {
+        if let Some(conn) = lock(&self.conn).as_mut() {
+            f(conn.as_mut());
+        }
+    }
+
+    /// Drops the connection (closing it).
+    pub fn close(&self) {
+        lock(&self.conn).take();
     }
 
     /// One poll of the connection outside its task, on that task's behalf.
     fn poll_now(&self) {
-        let waker = self
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let waker = lock(&self.waker).clone();
         if let Some(waker) = waker {
-            if let Poll::Ready(result) = self.poll_conn(&mut Context::from_waker(&waker)) {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
-                }
-                // The task sees the connection gone and ends.
+            if let Poll::Ready(Some(out)) = self.poll_conn(&mut Context::from_waker(&waker)) {
+                *lock(&self.ended) = Some(out);
                 waker.wake();
             }
         }
     }
 
-    fn poll_conn(&self, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
-        self.opened.store(0, Ordering::Relaxed);
+    /// `Ready(None)`: the connection is gone (ended earlier, or closed).
+    fn poll_conn(&self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
+        self.streams.store(0, Ordering::Relaxed);
         // Never contended on a worker (one thread); elsewhere a busy lock means the
         // connection is being polled right now, which is what was wanted.
         let Ok(mut conn) = self.conn.try_lock() else {
             return Poll::Pending;
         };
         let Some(f) = conn.as_mut() else {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(None);
         };
-        let result = f.as_mut().poll(cx);
-        if result.is_ready() {
-            *conn = None;
-        }
-        result
+        let out = std::task::ready!(f.as_mut().poll(cx));
+        *conn = None;
+        Poll::Ready(Some(out))
     }
 }
 
-/// Drops the connection (closing it) and runs `on_end` when the task ends or is dropped.
-struct Ended<F: FnOnce()> {
-    driver: Arc<Driver>,
-    on_end: Option<F>,
+impl<F> Tick for Driver<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send,
+{
+    fn tick(&self) {
+        if self.streams.fetch_add(1, Ordering::Relaxed) + 1 >= FLUSH_AFTER {
+            self.poll_now();
+        }
+    }
 }
 
-impl<F: FnOnce()> Drop for Ended<F> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Spawns the task that owns an upstream HTTP/2 connection until it ends; `on_end` runs then
+/// (also when the runtime drops the task, which closes the connection).
+pub fn spawn_client<F>(conn: F, on_end: impl FnOnce() + Send + 'static) -> Arc<Driver<F>>
+where
+    F: Future<Output = Result<(), h2::Error>> + Send + 'static,
+{
+    let driver = Driver::new();
+    driver.install(conn);
+    let owner = Owner {
+        driver: driver.clone(),
+        on_end: Some(on_end),
+    };
+    tokio::spawn(async move {
+        if let Some(Err(error)) = std::future::poll_fn(|cx| owner.driver.poll_owner(cx)).await {
+            tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
+        }
+        drop(owner);
+    });
+    driver
+}
+
+/// Closes the connection and runs `on_end` when the owning task ends or is dropped.
+pub struct Owner<F: Future, E: FnOnce()> {
+    pub driver: Arc<Driver<F>>,
+    pub on_end: Option<E>,
+}
+
+impl<F: Future, E: FnOnce()> Drop for Owner<F, E> {
     fn drop(&mut self) {
-        self.driver
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        lock(&self.driver.conn).take();
         if let Some(f) = self.on_end.take() {
             f();
         }
+    }
+}
+
+/// hyper's executor for a served HTTP/2 connection: spawns each stream's task, and counts the
+/// stream towards an early poll of the connection when it has answered.
+#[derive(Clone)]
+pub struct StreamExec(pub Weak<dyn Tick>);
+
+impl<Fut> hyper::rt::Executor<Fut> for StreamExec
+where
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    fn execute(&self, fut: Fut) {
+        let tick = self.0.clone();
+        tokio::spawn(async move {
+            fut.await;
+            if let Some(t) = tick.upgrade() {
+                t.tick();
+            }
+        });
     }
 }
 
@@ -169,21 +222,21 @@ mod tests {
         let probe = Arc::new(Probe::default());
         let ended = Arc::new(AtomicBool::new(false));
         let flag = ended.clone();
-        let driver = Driver::spawn(conn(probe.clone()), move || {
+        let driver = spawn_client(conn(probe.clone()), move || {
             flag.store(true, Ordering::SeqCst)
         });
         until(|| probe.polls.load(Ordering::SeqCst) == 1).await;
 
         // Fewer than FLUSH_AFTER streams: left to the connection's task.
         for _ in 1..FLUSH_AFTER {
-            driver.opened();
+            driver.tick();
         }
         assert_eq!(probe.polls.load(Ordering::SeqCst), 1);
         // The next one polls it at once, without this task yielding.
-        driver.opened();
+        driver.tick();
         assert_eq!(probe.polls.load(Ordering::SeqCst), 2);
         // ... and the count starts over.
-        driver.opened();
+        driver.tick();
         assert_eq!(probe.polls.load(Ordering::SeqCst), 2);
 
         // The waker it was polled with is the task's: waking it runs the task.
@@ -193,7 +246,7 @@ mod tests {
         // A connection that ends during an early poll ends its task too.
         probe.finish.store(true, Ordering::SeqCst);
         for _ in 0..FLUSH_AFTER {
-            driver.opened();
+            driver.tick();
         }
         assert_eq!(probe.polls.load(Ordering::SeqCst), 4);
         until(|| ended.load(Ordering::SeqCst)).await;
@@ -212,7 +265,7 @@ mod tests {
         let ended = Arc::new(AtomicBool::new(false));
         let flag = ended.clone();
         let driver = rt.block_on(async {
-            let d = Driver::spawn(conn(probe.clone()), move || {
+            let d = spawn_client(conn(probe.clone()), move || {
                 flag.store(true, Ordering::SeqCst)
             });
             until(|| probe.polls.load(Ordering::SeqCst) == 1).await;
@@ -223,7 +276,7 @@ mod tests {
         assert!(driver.conn.lock().unwrap().is_none());
         // Nothing to poll any more.
         for _ in 0..FLUSH_AFTER {
-            driver.opened();
+            driver.tick();
         }
         assert_eq!(probe.polls.load(Ordering::SeqCst), 1);
     }
