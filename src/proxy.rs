@@ -336,7 +336,7 @@ where
                 .map_err(Into::into)
         }
         Proto::Http2 => {
-            let driver = Driver::new();
+            let driver = Driver::new(pool::driver::FLUSH_AFTER);
             let exec = StreamExec(Arc::downgrade(&driver) as Weak<dyn Tick>);
             driver.install(b.h2(exec).serve_connection(io, svc));
             // Closes the connection however this ends (it holds the executor, which only

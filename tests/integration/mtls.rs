@@ -410,6 +410,57 @@ async fn switching_to_strict_by_reload_refuses_open_plaintext_connections() {
     );
 }
 
+/// Draining an inbound sidecar with requests in flight on its HTTP/2 connection (more of them
+/// than the early-poll threshold): every one is answered, then the connection is closed
+/// gracefully and the sidecar stops well before its drain timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_drain_finishes_the_streams_in_flight_on_its_h2_connection() {
+    let pki = Pki::new("h2-drain");
+    let (gate, opened) = tokio::sync::watch::channel(false);
+    let app = Upstream::start("held", move |req, shared| {
+        let mut opened = opened.clone();
+        async move {
+            shared.record(Recorded::of(&req, bytes::Bytes::new()));
+            let _ = opened.wait_for(|o| *o).await;
+            http::Response::new(crate::support::body::full("done"))
+        }
+    })
+    .await;
+    let b = TestProxy::start(format!(
+        "version: 1\n{}{LISTENERS}drain_timeout: 30s\ninbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
+        pki.sidecar_yaml("writing-analysis"),
+        app.addr
+    ));
+    let a = Arc::new(outbound_sidecar(
+        &pki,
+        "gateway",
+        b.inbound_addr(),
+        &Pki::id("writing-analysis"),
+    ));
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let a = a.clone();
+        calls.push(tokio::spawn(async move {
+            a.get("svc", &format!("/call/{i}")).await
+        }));
+    }
+    app.wait_requests(6).await;
+    assert_eq!(
+        b.metric("outrider_connections_open", &[("direction", "inbound")])
+            .await,
+        Some(1.0)
+    );
+
+    b.drain();
+    gate.send_replace(true);
+    for c in calls {
+        let r = bounded("a drained stream to be answered", c).await.unwrap();
+        assert_eq!((r.status.as_u16(), r.text()), (200, "done".to_owned()));
+    }
+    // The connection closes once its streams are done, so the drain ends long before
+    // drain_timeout (30 s).
+    b.wait(Duration::from_secs(5)).await;
+}
 /// Large bodies both ways over the HTTP/2 hop: a streamed 1.5 MiB request body (no length,
 /// sent in chunks while the sidecars forward it) and a 3 MiB response, both beyond the
 /// initial flow-control windows, arrive byte for byte.

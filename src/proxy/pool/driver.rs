@@ -28,6 +28,7 @@ pub struct Driver<F: Future> {
     /// The owning task's waker, from its last poll.
     waker: Mutex<Option<Waker>>,
     streams: AtomicU32,
+    after: u32,
 }
 
 /// A stream was opened or answered (type-erased, for hyper's executor).
@@ -40,12 +41,14 @@ where
     F: Future + Send + 'static,
     F::Output: Send,
 {
-    pub fn new() -> Arc<Driver<F>> {
+    /// `after`: streams since the last poll that make a request poll the connection itself.
+    pub fn new(after: u32) -> Arc<Driver<F>> {
         Arc::new(Driver {
             conn: Mutex::new(None),
             ended: Mutex::new(None),
             waker: Mutex::new(None),
             streams: AtomicU32::new(0),
+            after,
         })
     }
 
@@ -113,7 +116,7 @@ where
     F::Output: Send,
 {
     fn tick(&self) {
-        if self.streams.fetch_add(1, Ordering::Relaxed) + 1 >= FLUSH_AFTER {
+        if self.streams.fetch_add(1, Ordering::Relaxed) + 1 >= self.after {
             self.poll_now();
         }
     }
@@ -129,7 +132,7 @@ pub fn spawn_client<F>(conn: F, on_end: impl FnOnce() + Send + 'static) -> Arc<D
 where
     F: Future<Output = Result<(), h2::Error>> + Send + 'static,
 {
-    let driver = Driver::new();
+    let driver = Driver::new(FLUSH_AFTER);
     driver.install(conn);
     let owner = Owner {
         driver: driver.clone(),
