@@ -184,21 +184,22 @@ fn parse_traceparent(h: &HeaderMap) -> Option<(u128, u64, bool)> {
     if version == 0xff || (v.len() > 55 && (version == 0 || v[55] != b'-')) {
         return None;
     }
-    let trace_id = lower_hex(&v[3..35]).filter(|t| *t != 0)?;
-    let parent_id = lower_hex(&v[36..52]).filter(|p| *p != 0)? as u64;
+    let trace_id = u128::from(lower_hex(&v[3..19])?) << 64 | u128::from(lower_hex(&v[19..35])?);
+    let trace_id = Some(trace_id).filter(|t| *t != 0)?;
+    let parent_id = lower_hex(&v[36..52]).filter(|p| *p != 0)?;
     let flags = lower_hex(&v[53..55])?;
     Some((trace_id, parent_id, flags & 1 == 1))
 }
 
-/// Lower-case hex digits (at most 32) as a number.
-fn lower_hex(s: &[u8]) -> Option<u128> {
-    s.iter().try_fold(0u128, |acc, &b| {
+/// Lower-case hex digits (at most 16) as a number.
+fn lower_hex(s: &[u8]) -> Option<u64> {
+    s.iter().try_fold(0u64, |acc, &b| {
         let d = match b {
             b'0'..=b'9' => b - b'0',
             b'a'..=b'f' => b - b'a' + 10,
             _ => return None,
         };
-        Some(acc << 4 | u128::from(d))
+        Some(acc << 4 | u64::from(d))
     })
 }
 

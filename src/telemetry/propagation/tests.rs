@@ -213,3 +213,16 @@ fn a_repeated_traceparent_leaves_exactly_one_value() {
         .unwrap()
         .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
 }
+
+#[test]
+fn a_trace_id_with_one_zero_half_is_still_valid() {
+    for tp in [
+        "00-0000000000000000000000000000abcd-00f067aa0ba902b7-01",
+        "00-abcd0000000000000000000000000000-00f067aa0ba902b7-01",
+    ] {
+        let mut h = headers(&[("traceparent", tp)]);
+        let s = propagate(&mut h, &Settings::default());
+        assert_eq!(s.trace_hex(), tp[3..35], "{tp}");
+        assert_eq!(s.parent_id, Some(0x00f0_67aa_0ba9_02b7), "{tp}");
+    }
+}
