@@ -40,6 +40,21 @@ fn outbound_sidecar(pki: &Pki, name: &str, target: SocketAddr, expected: &str) -
     ))
 }
 
+/// An app that records each request and holds its answer (`body`) until the gate opens.
+async fn held_app(body: &'static str) -> (tokio::sync::watch::Sender<bool>, Upstream) {
+    let (gate, opened) = tokio::sync::watch::channel(false);
+    let app = Upstream::start("held", move |req, shared| {
+        let mut opened = opened.clone();
+        async move {
+            shared.record(Recorded::of(&req, bytes::Bytes::new()));
+            let _ = opened.wait_for(|o| *o).await;
+            http::Response::new(crate::support::body::full(body))
+        }
+    })
+    .await;
+    (gate, app)
+}
+
 fn handshake_errors(reason: &str) -> [(&str, &str); 2] {
     [("direction", "inbound"), ("reason", reason)]
 }
@@ -47,16 +62,7 @@ fn handshake_errors(reason: &str) -> [(&str, &str); 2] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
     let pki = Pki::new("mesh");
-    let (gate, opened) = tokio::sync::watch::channel(false);
-    let app = Upstream::start("held", move |req, shared| {
-        let mut opened = opened.clone();
-        async move {
-            shared.record(Recorded::of(&req, bytes::Bytes::new()));
-            let _ = opened.wait_for(|o| *o).await;
-            http::Response::new(crate::support::body::full("ok"))
-        }
-    })
-    .await;
+    let (gate, app) = held_app("ok").await;
     let b = inbound_sidecar(&pki, "writing-analysis", app.addr, "strict", "");
     let a = Arc::new(outbound_sidecar(
         &pki,
@@ -416,16 +422,7 @@ async fn switching_to_strict_by_reload_refuses_open_plaintext_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbound_drain_finishes_the_streams_in_flight_on_its_h2_connection() {
     let pki = Pki::new("h2-drain");
-    let (gate, opened) = tokio::sync::watch::channel(false);
-    let app = Upstream::start("held", move |req, shared| {
-        let mut opened = opened.clone();
-        async move {
-            shared.record(Recorded::of(&req, bytes::Bytes::new()));
-            let _ = opened.wait_for(|o| *o).await;
-            http::Response::new(crate::support::body::full("done"))
-        }
-    })
-    .await;
+    let (gate, app) = held_app("done").await;
     let b = TestProxy::start(format!(
         "version: 1\n{}{LISTENERS}drain_timeout: 30s\ninbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
         pki.sidecar_yaml("writing-analysis"),
