@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod body;
 pub mod connect;
+pub mod driver;
 pub mod error;
 pub mod forward;
 pub mod headers;
@@ -22,10 +23,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use driver::{Driver, Owner, StreamExec, Tick, FLUSH_AFTER};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use pool::driver::{Driver, Owner, StreamExec, Tick};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, Instrument};
@@ -124,7 +125,7 @@ pub struct Builders {
     auto: auto::Builder<TokioExecutor>,
     h1: http1::Builder,
     /// HTTP/2 known from ALPN (the mesh's path): a builder per connection, whose executor
-    /// polls that connection early ([`pool::driver`]).
+    /// polls that connection early ([`driver`]).
     h2_streams: u32,
     h2_header_list: u32,
 }
@@ -336,7 +337,7 @@ where
                 .map_err(Into::into)
         }
         Proto::Http2 => {
-            let driver = Driver::new(pool::driver::FLUSH_AFTER);
+            let driver = Driver::new(FLUSH_AFTER);
             let exec = StreamExec(Arc::downgrade(&driver) as Weak<dyn Tick>);
             driver.install(b.h2(exec).serve_connection(io, svc));
             // Closes the connection however this ends (it holds the executor, which only

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::body::{BoxError, H2Body, RespBody, UpstreamBody};
 use super::connect::{Dialer, UpstreamTls};
-use driver::Tick;
+use super::driver::{self, Tick};
 
 type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -560,8 +560,8 @@ async fn send_h2(
     sender: H2Sender,
     mut req: Request<UpstreamBody>,
 ) -> Result<Response<RespBody>, H2Failed> {
-    let driver = sender.driver.clone();
-    let mut tx = match sender.tx.ready().await {
+    let H2Sender { tx, driver, .. } = sender;
+    let mut tx = match tx.ready().await {
         Ok(tx) => tx,
         Err(e) => return Err(H2Failed::Unsent(e, Some(Box::new(req)))),
     };
@@ -668,8 +668,6 @@ fn origin_form(req: &mut Request<UpstreamBody>) {
     };
     *req.uri_mut() = uri;
 }
-
-pub mod driver;
 
 #[cfg(test)]
 mod tests;
