@@ -31,7 +31,9 @@
 # Per candidate and load: req/s (conn/s), p50, p99, CPU µs per request summed over BOTH proxies
 # of the pair (utime+stime of all their processes from /proc/PID/stat, before/after the run,
 # divided by requests completed; for newconn/handshake the inbound proxy only, per connection),
-# errors, mTLS connections open between the pair after each h1 run (`ss`), RSS of each proxy
+# errors, the machine's idle CPU during the run (/proc/stat: a pipeline whose stages wait on
+# each other leaves cores idle), mTLS connections open between the pair after each h1 run
+# (`ss`), RSS of each proxy
 # (idle before load, peak during each run).
 #
 # Usage: scripts/bench-mesh.sh [--quick] [--candidates direct,outrider,haproxy,nginx]
@@ -422,10 +424,16 @@ run_load() {
   [[ ${#all[@]} -gt 0 ]] && reset_hwm "${all[@]}"
   [[ $c == outrider ]] && m0=$(or_in_counters)
   co0=$(cpu_ticks "${po[@]}"); ci0=$(cpu_ticks "${pi[@]}"); up0=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
+  local st0 st1
+  st0=$(machine_ticks)
   t0=$(now_s)
   run_tool "$limit" "$out" "${cmd[@]}" || rc=$?
   t1=$(now_s)
+  st1=$(machine_ticks)
   co1=$(cpu_ticks "${po[@]}"); ci1=$(cpu_ticks "${pi[@]}"); up1=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
+  local idle_pct
+  idle_pct=$(awk -v a="$st0" -v b="$st1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    t = y[1] - x[1]; printf "%.1f", (t > 0) ? (y[2] - x[2]) * 100 / t : 0 }')
   local pko=NA pki=NA status=ok conns=NA
   if [[ ${#all[@]} -gt 0 ]]; then
     pko=$(status_kb VmHWM "${po[@]}"); pki=$(status_kb VmHWM "${pi[@]}")
@@ -477,10 +485,10 @@ run_load() {
       [[ $reqs -gt 0 ]] || status="${status/#ok/no-connections}"
       ;;
   esac
-  # round load cand rps reqs p50 p99 out_ticks in_ticks up_ticks wall errors out_peak in_peak conns hs_err bad_resp status
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  # round load cand rps reqs p50 p99 out_ticks in_ticks up_ticks wall errors out_peak in_peak conns hs_err bad_resp status idle_pct
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$round" "$load" "$c" "$rps" "$reqs" "$p50" "$p99" "$((co1 - co0))" "$((ci1 - ci0))" "$((up1 - up0))" \
-    "$secs" "$errors" "$pko" "$pki" "$conns" "$hs_err" "$bad_resp" "$status" >> "$TMP/results.tsv"
+    "$secs" "$errors" "$pko" "$pki" "$conns" "$hs_err" "$bad_resp" "$status" "$idle_pct" >> "$TMP/results.tsv"
   local cpu_us="—"
   if [[ $c != direct && $reqs -gt 0 ]]; then
     if [[ $load == newconn || $load == handshake ]]; then
@@ -534,6 +542,7 @@ write_report() {
         if ($15 != "NA") { cn[c, l] = cn[c, l] (cn[c, l] == "" ? "" : "/") $15 }
         if ($16 != "NA") { hse[c, l] += $16; nb[c, l] += $17; om[c] = 1 }
         if ($18 != "ok") bad[c, l] = bad[c, l] (bad[c, l] == "" ? "" : ",") $18
+        add(c SUBSEP l SUBSEP "idle", $19)
         seen[c, l] = 1
       }
       END {
@@ -545,13 +554,14 @@ write_report() {
         for (li = 1; li <= 2; li++) {
           l = (li == 1) ? "h1" : "fixed"
           print "## " title[l]; print ""
-          print "| candidate | req/s | ×haproxy | p50 | p99 | CPU µs/req (out + in) | ×haproxy | core % out / in | upstream core % | mTLS conns | errors | peak RSS MiB out / in | status |"
-          print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+          print "| candidate | req/s | ×haproxy | p50 | p99 | CPU µs/req (out + in) | ×haproxy | core % out / in | upstream core % | machine idle % | mTLS conns | errors | peak RSS MiB out / in | status |"
+          print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
           for (ci = 1; ci <= nc; ci++) { c = cands[ci]; if (seen[c, l]) { R[c, l] = med(c SUBSEP l SUBSEP "rps"); P99[c, l] = med(c SUBSEP l SUBSEP "p99"); if (c != "direct") CU[c, l] = us(otk[c, l] + itk[c, l], reqs[c, l]) } }
           for (ci = 1; ci <= nc; ci++) {
             c = cands[ci]
-            if (!seen[c, l]) { printf "| %s | — | — | — | — | — | — | — | — | — | — | — | %s |\n", c, (failed[c] ? "FAILED (see below)" : "not run"); continue }
+            if (!seen[c, l]) { printf "| %s | — | — | — | — | — | — | — | — | — | — | — | — | %s |\n", c, (failed[c] ? "FAILED (see below)" : "not run"); continue }
             p50 = med(c SUBSEP l SUBSEP "p50")
+            idl = med(c SUBSEP l SUBSEP "idle")
             if (c == "direct") { cu = "—"; pc = "—"; cr = "—"; pk = "—" }
             else {
               cu = sprintf("%.1f (%.1f + %.1f)", CU[c, l], us(otk[c, l], reqs[c, l]), us(itk[c, l], reqs[c, l]))
@@ -560,8 +570,8 @@ write_report() {
               pk = mib(pko[c, l]) " / " mib(pki[c, l])
             }
             uc = (wall[c, l] == 0) ? "—" : sprintf("%.0f%%", utk[c, l] / hz / wall[c, l] * 100)
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", c, num(R[c, l]), ratio(R[c, l], R["haproxy", l]),
-              lat(p50), lat(P99[c, l]), cu, cr, pc, uc, (cn[c, l] == "" ? "—" : cn[c, l]), errs[c, l], pk, (bad[c, l] == "" ? "ok" : bad[c, l])
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", c, num(R[c, l]), ratio(R[c, l], R["haproxy", l]),
+              lat(p50), lat(P99[c, l]), cu, cr, pc, uc, (idl == "NA" ? "—" : sprintf("%.0f%%", idl)), (cn[c, l] == "" ? "—" : cn[c, l]), errs[c, l], pk, (bad[c, l] == "" ? "ok" : bad[c, l])
           }
           print ""
         }

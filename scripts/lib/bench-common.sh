@@ -125,6 +125,10 @@ proc_tree() { # PID -> PID and its children
   fi
 }
 
+machine_ticks() { # -> "TOTAL IDLE" clock ticks of all CPUs since boot (idle includes iowait)
+  awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $5 + $6; exit }' /proc/stat
+}
+
 cpu_ticks() { # PIDS... -> sum of utime+stime in clock ticks
   local pid s total=0
   for pid in "$@"; do
