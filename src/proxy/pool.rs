@@ -566,14 +566,21 @@ async fn send_h2(
         Err(e) => return Err(H2Failed::Unsent(e, Some(Box::new(req)))),
     };
     let headers = req.headers_mut();
-    for name in H2_FORBIDDEN {
-        headers.remove(name);
-    }
+    // One pass over the names (usually none of these is there, as the proxy already stripped
+    // hop-by-hop fields) instead of a hash lookup per forbidden name.
     if headers
-        .get(http::header::TE)
-        .is_some_and(|v| v.as_bytes() != b"trailers")
+        .keys()
+        .any(|k| H2_FORBIDDEN.contains(k) || k == http::header::TE)
     {
-        headers.remove(http::header::TE);
+        for name in H2_FORBIDDEN {
+            headers.remove(name);
+        }
+        if headers
+            .get(http::header::TE)
+            .is_some_and(|v| v.as_bytes() != b"trailers")
+        {
+            headers.remove(http::header::TE);
+        }
     }
     *req.version_mut() = http::Version::HTTP_2;
     let (parts, body) = req.into_parts();

@@ -102,8 +102,10 @@ async fn a_session_sticks_to_its_replica_survives_a_restart_and_ends_with_404_wh
     assert_eq!(init.status, 200);
     let sealed = init.header("mcp-session-id").unwrap().to_owned();
     let home = init.upstream().to_owned();
+    // The replica's own id is `{home}-1`; it must not show through. (Checking for the bare
+    // replica name would fail now and then: two base64url characters match "r1" by chance.)
     assert!(
-        sealed.starts_with("o1.") && !sealed.contains(&home),
+        sealed.starts_with("o1.") && !sealed.contains(&format!("{home}-1")),
         "sealed, opaque id: {sealed}"
     );
     for _ in 0..10 {
