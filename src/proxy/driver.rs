@@ -17,8 +17,9 @@ use std::task::{Context, Poll, Waker};
 
 /// Streams since the connection was last polled before a request polls it itself. 1 writes
 /// every request at once (the most parallel, one TLS record and syscall each); a few keep most
-/// of the batching. Measured on the mesh benchmark's outbound sidecar (`wrk -c64`, req/s
-/// against no early polls): 1 → +13–23%, 4 → +17–20% at less CPU per request, 8 → +18%.
+/// of the batching. Measured on the mesh benchmark (`wrk -c64`, req/s against no early polls),
+/// outbound side only: 1 → +13–23%, 4 → +17–20% at less CPU per request, 8 → +18%; both
+/// sides: 2 to 16 within the noise of each other, 32 and (served side) 1 worse.
 pub const FLUSH_AFTER: u32 = 4;
 
 pub struct Driver<F: Future> {
@@ -75,11 +76,6 @@ where
         if let Some(conn) = lock(&self.conn).as_mut() {
             f(conn.as_mut());
         }
-    }
-
-    /// Drops the connection (closing it).
-    pub fn close(&self) {
-        lock(&self.conn).take();
     }
 
     /// One poll of the connection outside its task, on that task's behalf.
