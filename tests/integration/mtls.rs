@@ -14,6 +14,18 @@ use crate::support::{bounded, eventually, TestProxy, Upstream};
 
 const LISTENERS: &str = "admin: { listen: 127.0.0.1:0 }\nmetrics: { listen: 127.0.0.1:0 }\n";
 
+fn inbound_yaml(pki: &Pki, name: &str, app: SocketAddr, mode: &str, authorize: &str) -> String {
+    let authorize = if authorize.is_empty() {
+        String::new()
+    } else {
+        format!(", authorize: {authorize}")
+    };
+    format!(
+        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{app}\", mode: {mode}{authorize} }}\n",
+        pki.sidecar_yaml(name)
+    )
+}
+
 fn inbound_sidecar(
     pki: &Pki,
     name: &str,
@@ -21,15 +33,7 @@ fn inbound_sidecar(
     mode: &str,
     authorize: &str,
 ) -> TestProxy {
-    let authorize = if authorize.is_empty() {
-        String::new()
-    } else {
-        format!(", authorize: {authorize}")
-    };
-    TestProxy::start(format!(
-        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{app}\", mode: {mode}{authorize} }}\n",
-        pki.sidecar_yaml(name)
-    ))
+    TestProxy::start(inbound_yaml(pki, name, app, mode, authorize))
 }
 
 fn outbound_sidecar(pki: &Pki, name: &str, target: SocketAddr, expected: &str) -> TestProxy {
@@ -38,6 +42,21 @@ fn outbound_sidecar(pki: &Pki, name: &str, target: SocketAddr, expected: &str) -
          backends: [{{ name: b, discovery: {{ static: [\"{target}\"] }}, tls: {{ identity: \"{expected}\" }}, connect_timeout: 2s }}]\n",
         pki.sidecar_yaml(name)
     ))
+}
+
+/// The "gateway" outbound sidecar calling the "writing-analysis" inbound sidecar `b`.
+fn gateway_to(pki: &Pki, b: &TestProxy) -> Arc<TestProxy> {
+    Arc::new(outbound_sidecar(
+        pki,
+        "gateway",
+        b.inbound_addr(),
+        &Pki::id("writing-analysis"),
+    ))
+}
+
+async fn inbound_connections(b: &TestProxy) -> Option<f64> {
+    b.metric("outrider_connections_open", &[("direction", "inbound")])
+        .await
 }
 
 /// An app that records each request and holds its answer (`body`) until the gate opens.
@@ -64,12 +83,7 @@ async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
     let pki = Pki::new("mesh");
     let (gate, app) = held_app("ok").await;
     let b = inbound_sidecar(&pki, "writing-analysis", app.addr, "strict", "");
-    let a = Arc::new(outbound_sidecar(
-        &pki,
-        "gateway",
-        b.inbound_addr(),
-        &Pki::id("writing-analysis"),
-    ));
+    let a = gateway_to(&pki, &b);
 
     // Cold start: eight requests arrive together before any connection exists. The first
     // dials; the others wait for its ALPN outcome (h2) instead of dialing their own.
@@ -86,22 +100,14 @@ async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
     }
     app.wait_requests(8).await;
     // Eight requests in flight, one multiplexed HTTP/2 connection between the sidecars.
-    assert_eq!(
-        b.metric("outrider_connections_open", &[("direction", "inbound")])
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(inbound_connections(&b).await, Some(1.0));
     gate.send_replace(true);
     for c in calls {
         assert_eq!(c.await.unwrap().status, 200);
     }
     // And later requests reuse it.
     assert_eq!(a.get("svc", "/again").await.status, 200);
-    assert_eq!(
-        b.metric("outrider_connections_open", &[("direction", "inbound")])
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(inbound_connections(&b).await, Some(1.0));
     for r in app.requests() {
         assert_eq!(
             r.header_all("x-outrider-peer-identity"),
@@ -424,16 +430,10 @@ async fn an_inbound_drain_finishes_the_streams_in_flight_on_its_h2_connection() 
     let pki = Pki::new("h2-drain");
     let (gate, app) = held_app("done").await;
     let b = TestProxy::start(format!(
-        "version: 1\n{}{LISTENERS}drain_timeout: 30s\ninbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
-        pki.sidecar_yaml("writing-analysis"),
-        app.addr
+        "{}drain_timeout: 30s\n",
+        inbound_yaml(&pki, "writing-analysis", app.addr, "strict", "")
     ));
-    let a = Arc::new(outbound_sidecar(
-        &pki,
-        "gateway",
-        b.inbound_addr(),
-        &Pki::id("writing-analysis"),
-    ));
+    let a = gateway_to(&pki, &b);
     let mut calls = Vec::new();
     for i in 0..6 {
         let a = a.clone();
@@ -442,11 +442,7 @@ async fn an_inbound_drain_finishes_the_streams_in_flight_on_its_h2_connection() 
         }));
     }
     app.wait_requests(6).await;
-    assert_eq!(
-        b.metric("outrider_connections_open", &[("direction", "inbound")])
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(inbound_connections(&b).await, Some(1.0));
 
     b.drain();
     gate.send_replace(true);
@@ -458,6 +454,7 @@ async fn an_inbound_drain_finishes_the_streams_in_flight_on_its_h2_connection() 
     // drain_timeout (30 s).
     b.wait(Duration::from_secs(5)).await;
 }
+
 /// Large bodies both ways over the HTTP/2 hop: a streamed 1.5 MiB request body (no length,
 /// sent in chunks while the sidecars forward it) and a 3 MiB response, both beyond the
 /// initial flow-control windows, arrive byte for byte.
