@@ -15,6 +15,11 @@
 #             SPIFFE URI SAN check (not native in haproxy).
 #   nginx     two nginx (1 worker): A -> HTTP/1.1 over mTLS, upstream keep-alive -> B
 #             (nginx cannot proxy to an h2 upstream; A cannot verify B: see the config comments)
+#   floor     two `mesh_floor` (examples/mesh_floor.rs): outrider's transport with nothing on it
+#             (same rustls configs and SPIFFE checks, h2 client settings, hyper servers, early
+#             polls; no routing, policies, telemetry, request ids). Not a product: the floor
+#             under any sidecar built on tokio + hyper + h2 + rustls, to tell the stack's cost
+#             from outrider's own. Not in the default candidate list.
 # Certificates: `outrider certs --out DIR --trust-domain bench.local client server`
 # (ECDSA P-256; URI SANs spiffe://bench.local/sa/client|server), used by every pair.
 #
@@ -36,7 +41,7 @@
 # (`ss`), RSS of each proxy
 # (idle before load, peak during each run).
 #
-# Usage: scripts/bench-mesh.sh [--quick] [--candidates direct,outrider,haproxy,nginx]
+# Usage: scripts/bench-mesh.sh [--quick] [--candidates direct,outrider,haproxy,nginx,floor]
 #                              [--rounds N] [--no-build] [--keep-tmp] [-h]
 # Environment:
 #   BENCH_DURATION   seconds per measured run, "10" or "10s" (default 10; --quick: 3; an
@@ -50,8 +55,10 @@
 #   BENCH_RATE       fixed-rate run total req/s (default 1000, a multiple of 10)
 #   BENCH_PORT_BASE  first port of the block used (default 28000: upstream +80/+81,
 #                    outrider +100 out / +101 in / +110..113 admin+metrics, nginx +200 / +201,
-#                    haproxy +300 / +301)
+#                    haproxy +300 / +301, floor +400 / +401)
 #   OUTRIDER_BIN     outrider binary to use (skips `cargo build --release --features jemalloc`)
+#   FLOOR_BIN        mesh_floor binary to use (default: built with outrider, from
+#                    `cargo build --release --features jemalloc --example mesh_floor`)
 #   BENCH_KEEP_TMP=1 keep the temp dir (configs, certificates, pid files, raw tool output)
 #   OUTRIDER_LOG     passed through to outrider unchanged (its default level is info)
 # Output: the markdown report on stdout (and in BENCH_OUT); progress on stderr.
@@ -114,7 +121,7 @@ RATE_PER_CONN=$(( RATE / RATE_CONNS ))
 
 IFS=', ' read -r -a CANDIDATES <<< "$CANDIDATES_ARG"
 for c in "${CANDIDATES[@]}"; do
-  case "$c" in direct|outrider|haproxy|nginx) ;; *) die "unknown candidate '$c' (direct, outrider, haproxy, nginx)";; esac
+  case "$c" in direct|outrider|haproxy|nginx|floor) ;; *) die "unknown candidate '$c' (direct, outrider, haproxy, nginx, floor)";; esac
 done
 [[ ${#CANDIDATES[@]} -gt 0 ]] || die "no candidates"
 
@@ -125,7 +132,7 @@ RAW_OUT="${BENCH_OUT%.md}.tsv"
 [[ "$RAW_OUT" == "$BENCH_OUT" ]] && RAW_OUT="$BENCH_OUT.tsv"
 
 PORT_BASE=${BENCH_PORT_BASE:-28000}
-[[ "$PORT_BASE" =~ ^[1-9][0-9]*$ ]] && (( PORT_BASE + 400 < 65536 )) || die "bad BENCH_PORT_BASE '$PORT_BASE'"
+[[ "$PORT_BASE" =~ ^[1-9][0-9]*$ ]] && (( PORT_BASE + 500 < 65536 )) || die "bad BENCH_PORT_BASE '$PORT_BASE'"
 UP_H1_PORT=$((PORT_BASE + 80))
 UP_H2_PORT=$((PORT_BASE + 81))
 OR_OUT_PORT=$((PORT_BASE + 100))
@@ -138,6 +145,8 @@ NG_OUT_PORT=$((PORT_BASE + 200))
 NG_IN_PORT=$((PORT_BASE + 201))
 HA_OUT_PORT=$((PORT_BASE + 300))
 HA_IN_PORT=$((PORT_BASE + 301))
+FL_OUT_PORT=$((PORT_BASE + 400))
+FL_IN_PORT=$((PORT_BASE + 401))
 
 CLK_TCK=$(getconf CLK_TCK)
 LOADS=(h1 fixed newconn handshake)
@@ -237,12 +246,13 @@ or_metric() { # PORT NAME_WITH_LABELS -> value or NA
 out_port() {
   case $1 in
     direct) echo "$UP_H1_PORT" ;; outrider) echo "$OR_OUT_PORT" ;;
-    haproxy) echo "$HA_OUT_PORT" ;; nginx) echo "$NG_OUT_PORT" ;;
+    haproxy) echo "$HA_OUT_PORT" ;; nginx) echo "$NG_OUT_PORT" ;; floor) echo "$FL_OUT_PORT" ;;
   esac
 }
 in_port() {
   case $1 in
     outrider) echo "$OR_IN_PORT" ;; haproxy) echo "$HA_IN_PORT" ;; nginx) echo "$NG_IN_PORT" ;;
+    floor) echo "$FL_IN_PORT" ;;
   esac
 }
 url_of() { echo "http://127.0.0.1:$(out_port "$1")/"; }
@@ -337,6 +347,18 @@ start_pair() {
       start_proc haproxy-out haproxy -db -f "$TMP/haproxy-outbound.cfg"
       pout=$(pid_of haproxy-out)
       msg=$(wait_http haproxy-out "$pout" "$(url_of haproxy)") || { CAND_FAIL[$c]="outbound not ready: $msg"; return 1; }
+      ;;
+    floor)
+      local id=spiffe://bench.local/sa
+      start_proc floor-in "$FLOOR" inbound --listen "127.0.0.1:$FL_IN_PORT" --to "127.0.0.1:$UP_H1_PORT" \
+        --ca "$CERTS/ca.pem" --cert "$CERTS/server.pem" --key "$CERTS/server.key" --identity "$id/server"
+      pin=$(pid_of floor-in)
+      msg=$(wait_tls floor-in "$pin" "$FL_IN_PORT") || { CAND_FAIL[$c]="inbound not ready: $msg"; return 1; }
+      start_proc floor-out "$FLOOR" outbound --listen "127.0.0.1:$FL_OUT_PORT" --to "127.0.0.1:$FL_IN_PORT" \
+        --ca "$CERTS/ca.pem" --cert "$CERTS/client.pem" --key "$CERTS/client.key" --identity "$id/client" \
+        --peer "$id/server"
+      pout=$(pid_of floor-out)
+      msg=$(wait_http floor-out "$pout" "$(url_of floor)") || { CAND_FAIL[$c]="outbound not ready: $msg"; return 1; }
       ;;
     nginx)
       local side
@@ -624,6 +646,9 @@ write_report() {
     echo "## Notes"
     echo
     echo "- Identity checks differ: outrider's outbound checks that the server's SPIFFE ID equals the backend's \`tls.identity\` and the inbound extracts and checks the caller's single SPIFFE URI SAN (and sets \`x-outrider-peer-identity\`); haproxy verifies the chain against the CA only (no URI SAN check: not native); nginx B verifies the client chain, nginx A does not verify B at all (\`proxy_ssl_verify\` would check a DNS name, and the certificates carry only a URI SAN). outrider does the most work per handshake."
+    if has_candidate floor; then
+      echo "- \`floor\` is not a product: \`examples/mesh_floor.rs\`, outrider's transport (the same rustls configurations and SPIFFE checks, \`h2\` client settings, hyper servers, early connection polls) with no routing, policies, retries, telemetry, request ids or access log. Its gap to haproxy is the cost of the stack (tokio, hyper, h2, rustls); outrider's gap to it is outrider's own request path."
+    fi
     echo "- new-connection runs: \`openssl s_time\` is one sequential client (its own handshake CPU is on the other core), so conn/s is bounded by the client and the round trips as much as by the server; \"≈ conn/s per inbound core\" (10⁶ / inbound CPU µs per connection) estimates the server-side capacity. \"handshake + 1 request\" sends \`GET / HTTP/1.0\` with a Host header and reads the answer to the close, so every connection is a completed server-side handshake, a proxied request and a close. \"handshake only\" closes as soon as the client's side is done (TLS 1.3: before the server has read the client's Finished), so it overstates the server's rate and the server may count aborted handshakes."
     echo "- RSS is the sum of VmRSS over the proxy's processes (nginx: master + worker); \"peak\" is VmHWM after resetting it before each run."
     echo "- CPU is read in clock ticks of $((1000 / CLK_TCK)) ms: in the ${DUR}s fixed-rate run that is ±$(awk -v hz="$CLK_TCK" -v n=$((RATE * DUR)) 'BEGIN { printf "%.1f", 1e6 / hz / n }') µs/req; the closed-loop figures are far more precise."
@@ -662,11 +687,26 @@ else
   fi
 fi
 [[ -x "$OUTRIDER" ]] || die "outrider binary not found or not executable: $OUTRIDER"
+FLOOR=""
+if has_candidate floor; then
+  if [[ -n "${FLOOR_BIN:-}" ]]; then
+    FLOOR=$FLOOR_BIN
+  else
+    FLOOR="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/mesh_floor"
+    if [[ $NO_BUILD == 0 ]]; then
+      log "building the floor: cargo build --release --features jemalloc --example mesh_floor"
+      (cd "$REPO" && cargo build --release --features jemalloc --example mesh_floor) >&2 \
+        || die "cargo build --release --features jemalloc --example mesh_floor failed"
+    fi
+  fi
+  [[ -x "$FLOOR" ]] || die "mesh_floor binary not found or not executable: $FLOOR (set FLOOR_BIN)"
+fi
 
 ports=("$UP_H1_PORT" "$UP_H2_PORT")
 has_candidate outrider && ports+=("$OR_OUT_PORT" "$OR_IN_PORT" "$OR_OUT_ADMIN_PORT" "$OR_OUT_METRICS_PORT" "$OR_IN_ADMIN_PORT" "$OR_IN_METRICS_PORT")
 has_candidate nginx && ports+=("$NG_OUT_PORT" "$NG_IN_PORT")
 has_candidate haproxy && ports+=("$HA_OUT_PORT" "$HA_IN_PORT")
+has_candidate floor && ports+=("$FL_OUT_PORT" "$FL_IN_PORT")
 check_ports "${ports[@]}"
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -677,6 +717,10 @@ log "temp dir: $TMP; ${DUR}s per run; candidates: ${CANDIDATES[*]}; rounds: $ROU
 cp "$OUTRIDER" "$TMP/outrider-bin" || die "cannot copy $OUTRIDER"
 OUTRIDER_DESC="$OUTRIDER_DESC; binary built $(date -u -r "$OUTRIDER" '+%Y-%m-%d %H:%M:%S UTC'), $(( $(stat -c %s "$OUTRIDER") / 1024 )) KiB"
 OUTRIDER="$TMP/outrider-bin"
+if [[ -n "$FLOOR" ]]; then
+  cp "$FLOOR" "$TMP/floor-bin" || die "cannot copy $FLOOR"
+  FLOOR="$TMP/floor-bin"
+fi
 
 make_certs
 start_upstream
