@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod inspect;
 pub mod outbound;
 pub mod pool;
+pub mod wake;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -377,9 +378,12 @@ where
     let mut draining = worker.shared.lifecycle.clone();
     let mut stopped = worker.shared.lifecycle.clone();
     tokio::pin!(conn);
+    // The connection first; the drain signal is polled only when it changed (`OnWake`), not on
+    // every read and write of the connection.
     tokio::select! {
+        biased;
         r = conn.as_mut() => r,
-        _ = reached(&mut draining, Lifecycle::Draining) => {
+        _ = wake::OnWake::new(reached(&mut draining, Lifecycle::Draining)) => {
             graceful(conn.as_mut());
             tokio::select! {
                 r = conn.as_mut() => r,

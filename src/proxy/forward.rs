@@ -141,7 +141,7 @@ pub async fn forward(
             match b.size_hint().exact() {
                 Some(0) if b.is_end_stream() => Some(Bytes::new()),
                 Some(n) if n <= s.max_body as u64 => {
-                    let collected = http_body_util::BodyExt::collect(b)
+                    let collected = Box::pin(http_body_util::BodyExt::collect(b))
                         .await
                         .map_err(|e| ProxyError::ClientBody { source: e.into() })?;
                     Some(collected.to_bytes())
@@ -221,7 +221,9 @@ pub async fn forward(
             (a, b) => a.or(b),
         };
         // The worker's own connections to the endpoint.
-        let call_fut = backend.pools[call.worker].send(ep.addr, req);
+        // Boxed: the send (connection, streams) is most of a try's state; forward's own future
+        // stays small and is moved less.
+        let call_fut = Box::pin(backend.pools[call.worker].send(ep.addr, req));
         let result = match until {
             Some(u) => tokio::time::timeout_at(u.into(), call_fut)
                 .await
@@ -346,7 +348,8 @@ pub async fn forward(
         if deadline.is_some_and(|d| wake >= d) {
             return Err(timeout_err());
         }
-        tokio::time::sleep_until(wake.into()).await;
+        // Boxed, like every await off the common path: forward's future stays small.
+        Box::pin(tokio::time::sleep_until(wake.into())).await;
     }
 }
 

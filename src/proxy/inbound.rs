@@ -16,7 +16,7 @@ use super::body::{Guards, ProxyBody};
 use super::error::ProxyError;
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
-use super::inspect::inspect;
+use super::inspect::{inspect, Inspection};
 use super::{ConnGuard, Worker};
 use crate::config::model::{authorize, AuthzRule, Mode};
 use crate::config::validate::defaults;
@@ -98,12 +98,14 @@ impl Inbound {
             return Err(deny(None));
         }
         let upgrade = take_upgrade(&mut req);
-        let (mut req, mcp) = inspect(
-            req,
-            snap.loaded.config.mcp_max_inspect_body,
-            snap.needs_mcp_body,
-        )
-        .await?;
+        let (mut req, mcp) = match inspect(req) {
+            Inspection::Pass(req) => (req, None),
+            Inspection::Read(p) => {
+                let config = &snap.loaded.config;
+                p.classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
+                    .await?
+            }
+        };
         meta.mcp = mcp;
         adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
         if let Some(rules) = rules {

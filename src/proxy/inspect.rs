@@ -7,6 +7,9 @@
 //! pass-through unread), header/body agreement (`Mcp-Method`/`Mcp-Name`, 400 with -32020).
 //! Does not own: what the classification means (`crate::mcp`).
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::{Bytes, BytesMut};
 use http::{header, Method, Request};
 use http_body::Body;
@@ -17,17 +20,25 @@ use super::body::UpstreamBody;
 use super::error::ProxyError;
 use crate::mcp::{self, Classification};
 
+/// What [`inspect`] does with a request, decided from its head alone.
+pub enum Inspection {
+    /// Nothing to read: the request goes on as it came, unclassified.
+    Pass(Request<UpstreamBody>),
+    /// The body (or the headers) must be classified: await [`Pending::classify`].
+    Read(Pending),
+}
+
+/// A request whose body is read and classified (boxed: the common path stays small).
+pub struct Pending(Request<Incoming>);
+
 /// Classifies `req`. `needs_body`: some route or rule of the snapshot has MCP conditions, so an
-/// uninspectable body (too large) must be refused rather than passed through.
-pub async fn inspect(
-    req: Request<Incoming>,
-    limit: usize,
-    needs_body: bool,
-) -> Result<(Request<UpstreamBody>, Option<Classification>), ProxyError> {
+/// uninspectable body (too large) must be refused rather than passed through. Most requests
+/// (anything but a JSON or MCP POST) are decided here without a future.
+pub fn inspect(req: Request<Incoming>) -> Inspection {
     if req.method() != Method::POST {
         // Only a POST carries JSON-RPC: routing headers on anything else classify nothing
         // (a policy must never admit, say, a DELETE because its headers name a tool).
-        return Ok((req.map(UpstreamBody::Stream), None));
+        return Inspection::Pass(req.map(UpstreamBody::Stream));
     }
     // A POST with MCP routing headers is read whatever its content type claims: an upstream
     // parser may take the body as JSON anyway, so the headers must be checked against it.
@@ -37,20 +48,57 @@ pub async fn inspect(
         .is_some_and(mcp::is_json_content_type)
         || mcp::headers::has_routing_headers(req.headers());
     if !json {
-        return Ok((req.map(UpstreamBody::Stream), None));
+        return Inspection::Pass(req.map(UpstreamBody::Stream));
     }
-    if req
-        .body()
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n > limit as u64)
-    {
-        if needs_body {
-            return Err(ProxyError::BodyTooLarge { limit });
+    Inspection::Read(Pending(req))
+}
+
+impl Inspection {
+    /// The request to forward and its classification, in one step (tests).
+    #[cfg(test)]
+    pub async fn finish(
+        self,
+        limit: usize,
+        needs_body: bool,
+    ) -> Result<(Request<UpstreamBody>, Option<Classification>), ProxyError> {
+        match self {
+            Inspection::Pass(req) => Ok((req, None)),
+            Inspection::Read(p) => p.classify(limit, needs_body).await,
         }
-        let c = headers_only(&req)?;
-        return Ok((req.map(UpstreamBody::Stream), c));
     }
+}
+
+/// What reading and classifying a body yields: the request to forward and the classification.
+type Classified = Result<(Request<UpstreamBody>, Option<Classification>), ProxyError>;
+
+impl Pending {
+    /// Reads (up to `limit`) and classifies the body. Boxed: the caller's future keeps a
+    /// pointer, not the reading state, across the await (requests that skip it move less).
+    pub fn classify(
+        self,
+        limit: usize,
+        needs_body: bool,
+    ) -> Pin<Box<impl Future<Output = Classified> + Send>> {
+        Box::pin(async move {
+            let req = self.0;
+            if req
+                .body()
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n > limit as u64)
+            {
+                if needs_body {
+                    return Err(ProxyError::BodyTooLarge { limit });
+                }
+                let c = headers_only(&req)?;
+                return Ok((req.map(UpstreamBody::Stream), c));
+            }
+            read_body(req, limit, needs_body).await
+        })
+    }
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize, needs_body: bool) -> Classified {
     let (parts, mut body) = req.into_parts();
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {

@@ -15,7 +15,7 @@ use super::body::{Guards, ProxyBody};
 use super::error::ProxyError;
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
 use super::headers;
-use super::inspect::inspect;
+use super::inspect::{inspect, Inspection};
 use super::{ConnGuard, Worker};
 use crate::balance;
 use crate::routing;
@@ -58,7 +58,13 @@ impl Outbound {
         let config = &snap.loaded.config;
         let mut req = req;
         let upgrade = take_upgrade(&mut req);
-        let (mut req, mcp) = inspect(req, config.mcp_max_inspect_body, snap.needs_mcp_body).await?;
+        let (mut req, mcp) = match inspect(req) {
+            Inspection::Pass(req) => (req, None),
+            Inspection::Read(p) => {
+                p.classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
+                    .await?
+            }
+        };
         meta.mcp = mcp;
         adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
         // Every request gets its hop's span, routed or not (the access log shows it).

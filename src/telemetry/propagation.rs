@@ -59,26 +59,54 @@ impl Span {
 /// MCP convention: a request without `traceparent` whose JSON-RPC `params._meta.traceparent`
 /// is valid continues that trace (SPEC §7).
 pub fn adopt_meta_traceparent(headers: &mut HeaderMap, mcp: Option<&crate::mcp::Classification>) {
+    // The body first: most requests carry no `_meta.traceparent`, and then no lookup is needed.
+    let Some(t) = mcp.and_then(|c| c.meta_traceparent()) else {
+        return;
+    };
     if headers.contains_key(&TRACEPARENT) {
         return;
     }
-    if let Some(v) = mcp
-        .and_then(|c| c.meta_traceparent())
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
+    if let Ok(v) = HeaderValue::from_str(t) {
         headers.insert(TRACEPARENT, v);
+    }
+}
+
+/// The trace headers a request carries, from one pass over its fields: a request has a few
+/// fields, and comparing names costs less than hashing each name looked up (most requests
+/// carry no B3 at all, and the outbound's often no `traceparent`).
+struct Seen {
+    /// Values of `traceparent` (0, 1, or 2 for "several").
+    traceparent: usize,
+    b3: bool,
+}
+
+impl Seen {
+    fn scan(headers: &HeaderMap) -> Seen {
+        let mut seen = Seen {
+            traceparent: 0,
+            b3: false,
+        };
+        // Every value (a repeated field shows its name once per value).
+        for (name, _) in headers {
+            if name == TRACEPARENT {
+                seen.traceparent = (seen.traceparent + 1).min(2);
+            } else if name == B3 || name == X_B3_TRACEID {
+                seen.b3 = true;
+            }
+        }
+        seen
     }
 }
 
 /// Continues (or starts) the trace of a request and rewrites its headers for the next hop.
 pub fn propagate(headers: &mut HeaderMap, s: &Settings) -> Span {
-    let incoming = parse_traceparent(headers).filter(|_| s.w3c).or_else(|| {
-        if s.b3 {
-            parse_b3(headers)
-        } else {
-            None
-        }
-    });
+    let seen = Seen::scan(headers);
+    let w3c = s.w3c && seen.traceparent > 0;
+    let b3 = s.b3 && seen.b3;
+    let incoming = w3c
+        .then(|| parse_traceparent(headers))
+        .flatten()
+        .or_else(|| b3.then(|| parse_b3(headers)).flatten());
     let span = match incoming {
         Some((trace_id, parent, sampled)) => Span {
             trace_id,
@@ -94,9 +122,9 @@ pub fn propagate(headers: &mut HeaderMap, s: &Settings) -> Span {
         },
     };
     if s.w3c {
-        replace_or_insert(headers, TRACEPARENT, traceparent(&span));
+        set_counted(headers, TRACEPARENT, traceparent(&span), seen.traceparent);
     }
-    if s.b3 {
+    if b3 {
         rewrite_b3(headers, &span);
     }
     span
@@ -118,11 +146,24 @@ fn traceparent(span: &Span) -> HeaderValue {
 /// value in place: `insert` reserves room before it looks for the name, so on a map at its
 /// load limit (as HTTP/2 decoding leaves it) it rehashes the whole map even when it only
 /// replaces a value. Several existing values go through `insert`, which removes them all.
+/// One pass over the (few) fields counts the existing values, so an absent name costs one
+/// hashed lookup (the append) and a present one two, instead of three.
 pub fn replace_or_insert(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
-    let mut existing = headers.get_all(&name).iter();
-    let single = existing.next().is_some() && existing.next().is_none();
-    match headers.get_mut(&name) {
-        Some(slot) if single => *slot = value,
+    let count = headers.iter().filter(|(k, _)| *k == name).take(2).count();
+    set_counted(headers, name, value, count);
+}
+
+/// [`replace_or_insert`] when the number of existing values (0, 1, 2 = several) is known.
+fn set_counted(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, count: usize) {
+    match count {
+        0 => {
+            headers.append(name, value);
+        }
+        1 => {
+            if let Some(slot) = headers.get_mut(&name) {
+                *slot = value;
+            }
+        }
         _ => {
             headers.insert(name, value);
         }

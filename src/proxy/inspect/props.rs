@@ -169,7 +169,7 @@ fn run(
         req = req.header(header::CONTENT_TYPE, ct);
     }
     exchange(req, delivery, move |req| async move {
-        match inspect(req, limit, needs_body).await {
+        match inspect(req).finish(limit, needs_body).await {
             Ok((req, mcp)) => {
                 let path = match req.body() {
                     UpstreamBody::Stream(_) => Path::Unread,
