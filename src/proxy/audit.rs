@@ -162,11 +162,7 @@ impl Envelope {
                 );
             }
         }
-        crate::telemetry::propagation::replace_or_insert(
-            rsp.headers_mut(),
-            crate::proxy::headers::X_REQUEST_ID,
-            self.request_id,
-        );
+        crate::proxy::headers::echo_request_id(rsp.headers_mut(), self.request_id);
         rsp
     }
 }

@@ -231,7 +231,8 @@ pub async fn forward(
             None => Ok(call_fut.await),
         };
         drop(in_flight);
-        let latency = now.elapsed();
+        let done = Instant::now();
+        let latency = done.saturating_duration_since(now);
         let (outcome, result) = match result {
             Ok(Ok((mut rsp, l))) => {
                 lease = l;
@@ -289,12 +290,12 @@ pub async fn forward(
             outcome,
             latency,
             retry_after,
-            Instant::now().into(),
+            done.into(),
         );
         let retryable = tries < attempts
             && settings
                 .is_some_and(|s| should_retry(&s.on, outcome, idempotent, replay.is_some(), false))
-            && deadline.is_none_or(|d| Instant::now() < d);
+            && deadline.is_none_or(|d| done < d);
         if !retryable {
             // The endpoint of a session is gone (refuses connections, or dropped the pooled
             // one): the client must initialize a new session.

@@ -18,15 +18,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 /// Headers that describe one connection and never cross a proxy.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::PROXY_AUTHENTICATE
+    hop_bit(name) != 0
 }
 
 /// Removes hop-by-hop headers and those named by `Connection`. With `upgrade` set, keeps
@@ -109,27 +101,21 @@ mod bit {
     pub const PROXY_AUTHENTICATE: u16 = 256;
 }
 
+/// By length first: most names are rejected by one comparison of lengths, instead of nine
+/// comparisons of names (this runs for every field of every request and response).
 fn hop_bit(name: &HeaderName) -> u16 {
-    if name == header::CONNECTION {
-        bit::CONNECTION
-    } else if name == KEEP_ALIVE {
-        bit::KEEP_ALIVE
-    } else if name == PROXY_CONNECTION {
-        bit::PROXY_CONNECTION
-    } else if name == header::TE {
-        bit::TE
-    } else if name == header::TRAILER {
-        bit::TRAILER
-    } else if name == header::TRANSFER_ENCODING {
-        bit::TRANSFER_ENCODING
-    } else if name == header::UPGRADE {
-        bit::UPGRADE
-    } else if name == header::PROXY_AUTHORIZATION {
-        bit::PROXY_AUTHORIZATION
-    } else if name == header::PROXY_AUTHENTICATE {
-        bit::PROXY_AUTHENTICATE
-    } else {
-        0
+    let s = name.as_str();
+    match s.len() {
+        2 if s == "te" => bit::TE,
+        7 if s == "trailer" => bit::TRAILER,
+        7 if s == "upgrade" => bit::UPGRADE,
+        10 if s == "connection" => bit::CONNECTION,
+        10 if s == "keep-alive" => bit::KEEP_ALIVE,
+        16 if s == "proxy-connection" => bit::PROXY_CONNECTION,
+        17 if s == "transfer-encoding" => bit::TRANSFER_ENCODING,
+        18 if s == "proxy-authenticate" => bit::PROXY_AUTHENTICATE,
+        19 if s == "proxy-authorization" => bit::PROXY_AUTHORIZATION,
+        _ => 0,
     }
 }
 
@@ -146,6 +132,13 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 
 /// Keeps a valid client `x-request-id`, else generates one; returns the value to echo.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    // One pass over the names first: a request without an id (the usual case on the outbound)
+    // then costs one hashed lookup, the append.
+    if !headers.keys().any(|k| k == X_REQUEST_ID) {
+        let v = new_request_id();
+        headers.append(X_REQUEST_ID, v.clone());
+        return v;
+    }
     if let Some(v) = headers.get_mut(&X_REQUEST_ID) {
         if !v.is_empty() && v.len() <= 256 {
             // Unique per request: never indexed by HPACK (see `propagation::unique`).
@@ -156,6 +149,21 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     let v = new_request_id();
     headers.insert(X_REQUEST_ID, v.clone());
     v
+}
+
+/// Puts the request id on a response, alone. A response that already carries exactly this id
+/// (an upstream sidecar echoed it) is left as it is, found without a hashed lookup.
+pub fn echo_request_id(headers: &mut HeaderMap, id: HeaderValue) {
+    let (mut count, mut same) = (0, true);
+    for (k, v) in headers.iter() {
+        if k == X_REQUEST_ID {
+            count += 1;
+            same &= v == id && v.is_sensitive();
+        }
+    }
+    if count != 1 || !same {
+        crate::telemetry::propagation::set_counted(headers, X_REQUEST_ID, id, count.min(2));
+    }
 }
 
 /// 128 random bits as 32 lower-case hex digits.
@@ -246,12 +254,80 @@ mod tests {
     }
 
     #[test]
+    fn every_hop_by_hop_name_has_its_own_bit() {
+        let names = [
+            header::CONNECTION,
+            KEEP_ALIVE,
+            PROXY_CONNECTION,
+            header::TE,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            header::PROXY_AUTHORIZATION,
+            header::PROXY_AUTHENTICATE,
+        ];
+        let bits: Vec<u16> = names.iter().map(hop_bit).collect();
+        assert!(bits.iter().all(|b| b.count_ones() == 1), "{bits:?}");
+        assert_eq!(bits.iter().fold(0, |a, b| a | b).count_ones(), 9);
+        for other in [
+            header::HOST,
+            header::USER_AGENT,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("keep-alivx"),
+            HeaderName::from_static("tf"),
+            X_REQUEST_ID,
+        ] {
+            assert_eq!(hop_bit(&other), 0, "{other}");
+        }
+    }
+
+    #[test]
     fn request_ids_are_kept_or_generated() {
         let mut h = HeaderMap::new();
         let a = ensure_request_id(&mut h);
         assert_eq!(a.len(), 32);
         assert_eq!(ensure_request_id(&mut h), a);
         assert_ne!(new_request_id(), a);
+        // A client's id is kept (and sent never-indexed); an empty one is replaced, alone.
+        let mut h = HeaderMap::new();
+        h.append(X_REQUEST_ID, HeaderValue::from_static("client-id"));
+        let kept = ensure_request_id(&mut h);
+        assert_eq!(kept, "client-id");
+        assert!(h.get(X_REQUEST_ID).unwrap().is_sensitive());
+        let mut h = HeaderMap::new();
+        h.append(X_REQUEST_ID, HeaderValue::from_static(""));
+        h.append(X_REQUEST_ID, HeaderValue::from_static("second"));
+        let made = ensure_request_id(&mut h);
+        assert_eq!(made.len(), 32);
+        assert_eq!(h.get_all(X_REQUEST_ID).iter().collect::<Vec<_>>(), [&made]);
+    }
+
+    #[test]
+    fn the_echoed_request_id_stands_alone_on_the_response() {
+        let id = new_request_id();
+        let ids = |h: &HeaderMap| h.get_all(X_REQUEST_ID).iter().cloned().collect::<Vec<_>>();
+        // Absent: added.
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        echo_request_id(&mut h, id.clone());
+        assert_eq!(ids(&h), std::slice::from_ref(&id));
+        // The same id, as an upstream sidecar echoes it: kept.
+        echo_request_id(&mut h, id.clone());
+        assert_eq!(ids(&h), std::slice::from_ref(&id));
+        // Another id, the same id not marked never-indexed, or several values: replaced.
+        for upstream in [
+            vec![HeaderValue::from_static("other")],
+            vec![HeaderValue::from_bytes(id.as_bytes()).unwrap()],
+            vec![id.clone(), HeaderValue::from_static("other")],
+        ] {
+            let mut h = HeaderMap::new();
+            for v in upstream {
+                h.append(X_REQUEST_ID, v);
+            }
+            echo_request_id(&mut h, id.clone());
+            assert_eq!(ids(&h), std::slice::from_ref(&id));
+            assert!(h.get(X_REQUEST_ID).unwrap().is_sensitive());
+        }
     }
 
     #[test]

@@ -142,19 +142,13 @@ fn traceparent(span: &Span) -> HeaderValue {
     unique(&buf)
 }
 
-/// Sets `name` to `value` alone, like `HeaderMap::insert`, but overwrites a single existing
-/// value in place: `insert` reserves room before it looks for the name, so on a map at its
-/// load limit (as HTTP/2 decoding leaves it) it rehashes the whole map even when it only
-/// replaces a value. Several existing values go through `insert`, which removes them all.
-/// One pass over the (few) fields counts the existing values, so an absent name costs one
-/// hashed lookup (the append) and a present one two, instead of three.
-pub fn replace_or_insert(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
-    let count = headers.iter().filter(|(k, _)| *k == name).take(2).count();
-    set_counted(headers, name, value, count);
-}
-
-/// [`replace_or_insert`] when the number of existing values (0, 1, 2 = several) is known.
-fn set_counted(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, count: usize) {
+/// Sets `name` to `value` alone, given how many values it has now (0, 1, or 2 for several;
+/// callers count them in a pass over the names they make anyway). Like `HeaderMap::insert`,
+/// but a single existing value is overwritten in place (`insert` reserves room before it
+/// looks for the name, so on a map at its load limit, as HTTP/2 decoding leaves it, it
+/// rehashes the whole map even when it only replaces a value), and an absent name costs one
+/// hashed lookup, the append. Several values go through `insert`, which removes them all.
+pub fn set_counted(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, count: usize) {
     match count {
         0 => {
             headers.append(name, value);
@@ -173,18 +167,35 @@ fn set_counted(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, co
 /// Lower-case hex of the low `4 * out.len()` bits of `n`, most significant first
 /// (`out.len()` ≤ 32).
 pub fn hex_into(out: &mut [u8], n: u128) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    // Two 64-bit halves: a 128-bit shift per digit costs several instructions each.
+    // Two 64-bit halves (a 128-bit shift costs several instructions), two digits per step.
     let (hi, lo) = out.split_at_mut(out.len().saturating_sub(16));
-    let mut lo_bits = n as u64;
-    for b in lo.iter_mut().rev() {
-        *b = DIGITS[(lo_bits & 0xf) as usize];
-        lo_bits >>= 4;
+    hex_u64(lo, n as u64);
+    hex_u64(hi, (n >> 64) as u64);
+}
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The two hex digits of every byte value.
+const PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
     }
-    let mut hi_bits = (n >> 64) as u64;
-    for b in hi.iter_mut().rev() {
-        *b = DIGITS[(hi_bits & 0xf) as usize];
-        hi_bits >>= 4;
+    t
+};
+
+/// Lower-case hex of the low `4 * out.len()` bits of `bits` (`out.len()` ≤ 16).
+fn hex_u64(out: &mut [u8], mut bits: u64) {
+    let mut pairs = out.rchunks_exact_mut(2);
+    for pair in &mut pairs {
+        pair.copy_from_slice(&PAIRS[(bits & 0xff) as usize]);
+        bits >>= 8;
+    }
+    // An odd width: the leading digit.
+    if let [d] = pairs.into_remainder() {
+        *d = DIGITS[(bits & 0xf) as usize];
     }
 }
 
