@@ -132,22 +132,25 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 
 /// Keeps a valid client `x-request-id`, else generates one; returns the value to echo.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    // One pass over the names first: a request without an id (the usual case on the outbound)
-    // then costs one hashed lookup, the append.
-    if !headers.keys().any(|k| k == X_REQUEST_ID) {
-        let v = new_request_id();
-        headers.append(X_REQUEST_ID, v.clone());
-        return v;
-    }
-    if let Some(v) = headers.get_mut(&X_REQUEST_ID) {
-        if !v.is_empty() && v.len() <= 256 {
-            // Unique per request: never indexed by HPACK (see `propagation::unique`).
-            v.set_sensitive(true);
-            return v.clone();
+    // A pass over the fields rather than a hashed lookup: a request has a few fields.
+    let mut present = false;
+    for (k, v) in headers.iter_mut() {
+        if k == X_REQUEST_ID {
+            if !v.is_empty() && v.len() <= 256 {
+                // Unique per request: never indexed by HPACK (see `propagation::unique`).
+                v.set_sensitive(true);
+                return v.clone();
+            }
+            present = true;
+            break;
         }
     }
     let v = new_request_id();
-    headers.insert(X_REQUEST_ID, v.clone());
+    if present {
+        headers.insert(X_REQUEST_ID, v.clone());
+    } else {
+        headers.append(X_REQUEST_ID, v.clone());
+    }
     v
 }
 
@@ -155,10 +158,13 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
 /// (an upstream sidecar echoed it) is left as it is, found without a hashed lookup.
 pub fn echo_request_id(headers: &mut HeaderMap, id: HeaderValue) {
     let (mut count, mut same) = (0, true);
-    for (k, v) in headers.iter() {
+    for (k, v) in headers.iter_mut() {
         if k == X_REQUEST_ID {
             count += 1;
-            same &= v == id && v.is_sensitive();
+            same &= *v == id;
+            // Unique per request: never indexed by HPACK, whichever value stays (`h2` does
+            // not mark the values it decodes).
+            v.set_sensitive(true);
         }
     }
     if count != 1 || !same {
@@ -177,7 +183,15 @@ pub fn new_request_id() -> HeaderValue {
 /// `peer` is the client's address as a header value ([`peer_value`], made once per
 /// connection).
 pub fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    // One pass over the fields finds the first value and counts them (no hashed lookup).
+    let (mut first, mut count) = (None, 0);
+    for (k, v) in headers.iter() {
+        if k == X_FORWARDED_FOR {
+            first = first.or(Some(v));
+            count += 1;
+        }
+    }
+    let value = match first.and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
             let mut joined = Vec::with_capacity(prev.len() + 2 + peer.len());
             joined.extend_from_slice(prev.as_bytes());
@@ -190,7 +204,7 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
         }
         _ => peer.clone(),
     };
-    headers.insert(X_FORWARDED_FOR, value);
+    crate::telemetry::propagation::set_counted(headers, X_FORWARDED_FOR, value, count.min(2));
 }
 
 /// A client address as a header value.
@@ -314,7 +328,8 @@ mod tests {
         // The same id, as an upstream sidecar echoes it: kept.
         echo_request_id(&mut h, id.clone());
         assert_eq!(ids(&h), std::slice::from_ref(&id));
-        // Another id, the same id not marked never-indexed, or several values: replaced.
+        // Another id, the same id as decoded (not marked never-indexed), or several values:
+        // one value, this id, never indexed.
         for upstream in [
             vec![HeaderValue::from_static("other")],
             vec![HeaderValue::from_bytes(id.as_bytes()).unwrap()],
@@ -336,5 +351,12 @@ mod tests {
         append_forwarded_for(&mut h, &peer_value("10.0.0.1".parse().unwrap()));
         append_forwarded_for(&mut h, &peer_value("127.0.0.1".parse().unwrap()));
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.1, 127.0.0.1");
+        // Repeated fields: the first one is extended, and it stands alone.
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
+        append_forwarded_for(&mut h, &peer_value("127.0.0.1".parse().unwrap()));
+        let all: Vec<_> = h.get_all(&X_FORWARDED_FOR).iter().collect();
+        assert_eq!(all, ["10.0.0.1, 127.0.0.1"]);
     }
 }

@@ -165,7 +165,11 @@ impl Inbound {
             budget_exhausted: None,
             retries: None,
             sessions: None,
-            session_bound: req.headers().contains_key(&super::forward::MCP_SESSION_ID),
+            // By comparing names: cheaper than hashing this one on a request's few fields.
+            session_bound: req
+                .headers()
+                .keys()
+                .any(|k| k == super::forward::MCP_SESSION_ID),
         };
         let mut info = TryInfo::default();
         // Boxed: the request future stays small, so hyper and tokio move less per request.

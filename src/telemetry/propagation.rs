@@ -77,6 +77,8 @@ pub fn adopt_meta_traceparent(headers: &mut HeaderMap, mcp: Option<&crate::mcp::
 struct Seen {
     /// Values of `traceparent` (0, 1, or 2 for "several").
     traceparent: usize,
+    /// The first `traceparent`, parsed (when valid).
+    parent: Option<(u128, u64, bool)>,
     b3: bool,
 }
 
@@ -84,11 +86,15 @@ impl Seen {
     fn scan(headers: &HeaderMap) -> Seen {
         let mut seen = Seen {
             traceparent: 0,
+            parent: None,
             b3: false,
         };
         // Every value (a repeated field shows its name once per value).
-        for (name, _) in headers {
+        for (name, value) in headers {
             if name == TRACEPARENT {
+                if seen.traceparent == 0 {
+                    seen.parent = parse_traceparent(value.as_bytes());
+                }
                 seen.traceparent = (seen.traceparent + 1).min(2);
             } else if name == B3 || name == X_B3_TRACEID {
                 seen.b3 = true;
@@ -101,11 +107,10 @@ impl Seen {
 /// Continues (or starts) the trace of a request and rewrites its headers for the next hop.
 pub fn propagate(headers: &mut HeaderMap, s: &Settings) -> Span {
     let seen = Seen::scan(headers);
-    let w3c = s.w3c && seen.traceparent > 0;
     let b3 = s.b3 && seen.b3;
-    let incoming = w3c
-        .then(|| parse_traceparent(headers))
-        .flatten()
+    let incoming = seen
+        .parent
+        .filter(|_| s.w3c)
         .or_else(|| b3.then(|| parse_b3(headers)).flatten());
     let span = match incoming {
         Some((trace_id, parent, sampled)) => Span {
@@ -146,15 +151,17 @@ fn traceparent(span: &Span) -> HeaderValue {
 /// callers count them in a pass over the names they make anyway). Like `HeaderMap::insert`,
 /// but a single existing value is overwritten in place (`insert` reserves room before it
 /// looks for the name, so on a map at its load limit, as HTTP/2 decoding leaves it, it
-/// rehashes the whole map even when it only replaces a value), and an absent name costs one
-/// hashed lookup, the append. Several values go through `insert`, which removes them all.
+/// rehashes the whole map even when it only replaces a value), found by comparing names; an
+/// absent name costs one hashed lookup, the append. Several values go through `insert`, which
+/// removes them all.
 pub fn set_counted(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, count: usize) {
     match count {
         0 => {
             headers.append(name, value);
         }
         1 => {
-            if let Some(slot) = headers.get_mut(&name) {
+            // The one value, found by comparing names rather than hashing this one.
+            if let Some((_, slot)) = headers.iter_mut().find(|(k, _)| *k == name) {
                 *slot = value;
             }
         }
@@ -226,8 +233,8 @@ fn nonzero_u128() -> u128 {
 
 /// `00-<32 hex trace>-<16 hex parent>-<2 hex flags>`; all-zero ids and upper-case hex are
 /// invalid; versions after 00 may append fields (`-…`), version ff is invalid.
-fn parse_traceparent(h: &HeaderMap) -> Option<(u128, u64, bool)> {
-    let v = h.get(&TRACEPARENT)?.as_bytes().trim_ascii();
+fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, bool)> {
+    let v = value.trim_ascii();
     if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
         return None;
     }
