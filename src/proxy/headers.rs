@@ -65,16 +65,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
                     .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
             })
         });
-    for (b, name) in [
-        (bit::CONNECTION, header::CONNECTION),
-        (bit::KEEP_ALIVE, KEEP_ALIVE),
-        (bit::PROXY_CONNECTION, PROXY_CONNECTION),
-        (bit::TE, header::TE),
-        (bit::TRAILER, header::TRAILER),
-        (bit::TRANSFER_ENCODING, header::TRANSFER_ENCODING),
-        (bit::PROXY_AUTHORIZATION, header::PROXY_AUTHORIZATION),
-        (bit::PROXY_AUTHENTICATE, header::PROXY_AUTHENTICATE),
-    ] {
+    for (b, name) in &HOP_NAMES {
         if present & b != 0 {
             headers.remove(name);
         }
@@ -88,6 +79,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
+
+/// The hop-by-hop names removed by their bit (`Upgrade` is handled apart). A static table:
+/// building the names per call and dropping the ones not removed cost more than the scan.
+static HOP_NAMES: [(u16, HeaderName); 8] = [
+    (bit::CONNECTION, header::CONNECTION),
+    (bit::KEEP_ALIVE, KEEP_ALIVE),
+    (bit::PROXY_CONNECTION, PROXY_CONNECTION),
+    (bit::TE, header::TE),
+    (bit::TRAILER, header::TRAILER),
+    (bit::TRANSFER_ENCODING, header::TRANSFER_ENCODING),
+    (bit::PROXY_AUTHORIZATION, header::PROXY_AUTHORIZATION),
+    (bit::PROXY_AUTHENTICATE, header::PROXY_AUTHENTICATE),
+];
 
 mod bit {
     pub const CONNECTION: u16 = 1;
