@@ -48,8 +48,9 @@
 #                    explicit BENCH_DURATION wins over --quick)
 #   BENCH_OUT        markdown report path (default target/bench/mesh-report.md); raw figures go
 #                    to the same name with .tsv, proxy logs and configs to <dir>/mesh-logs/
-#   BENCH_ROUNDS     rounds of all loads x all candidates (default 1); candidate order is
-#                    rotated each round, figures are medians over rounds (CPU: total/total)
+#   BENCH_ROUNDS     rounds of all loads x all candidates (default 1); the order of the pairs is
+#                    rotated each round (direct always runs last: a run right after it is
+#                    slower), figures are medians over rounds (CPU: total/total)
 #   BENCH_CANDIDATES same as --candidates
 #   BENCH_WARMUP     seconds of h1 warm-up load per candidate after it starts (default 1, min 1)
 #   BENCH_RATE       fixed-rate run total req/s (default 1000, a multiple of 10)
@@ -535,7 +536,7 @@ write_report() {
     echo "- outrider: ${OUTRIDER_DESC:-not run}; commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo none)$( [[ -n "$(git -C "$REPO" status --porcelain 2>/dev/null | head -1)" ]] && echo ' (dirty tree)')"
     echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>&1 | head -1 | awk '{print $1, $2, $3}'); load: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(h2load --version 2>&1 | head -1), $(openssl version | awk '{print $1, $2}') s_time"
     echo "- path: load tool → outbound proxy (plain HTTP/1.1) → mTLS → inbound proxy → upstream nginx (HTTP/1.1 keep-alive). outrider and haproxy: HTTP/2 between the proxies (ALPN h2); nginx: HTTP/1.1 (it cannot proxy to h2). Certificates from \`outrider certs\` (ECDSA P-256, TLS 1.3)."
-    echo "- every proxy and the upstream run 1 worker/thread; loopback only; ${DUR}s per measured run, ${WARMUP}s h1 warm-up per candidate, ${ROUNDS} round(s), candidates interleaved within each load (order rotated per round)"
+    echo "- every proxy and the upstream run 1 worker/thread; loopback only; ${DUR}s per measured run, ${WARMUP}s h1 warm-up per candidate, ${ROUNDS} round(s), candidates interleaved within each load (proxy pairs rotated per round, \`direct\` last: a run right after it is slower)"
     echo "- CPU µs/req = (utime+stime of all processes of BOTH proxies after − before the run) / requests completed (shown as total = outbound + inbound); for the new-connection runs the inbound proxy only, per connection"
     [[ $HWM_RESET_OK == 0 ]] && echo "- note: /proc/PID/clear_refs could not be written, so \"peak RSS\" is the peak since the proxy started"
     echo
@@ -744,12 +745,19 @@ for c in "${RUN_CANDS[@]}"; do
   [[ -n "${CONN_CHECK[$c]:-}" ]] && log "  $c: ${CONN_CHECK[$c]}"
 done
 
-n=${#RUN_CANDS[@]}
+# The proxy pairs rotate; `direct` runs last in every load: a run right after it measured ~15%
+# fewer req/s for the same pair (its 140k req/s leave the machine slower for a while), and
+# with `direct` in the rotation one pair followed it in most rounds.
+PAIRS=()
+for c in "${RUN_CANDS[@]}"; do [[ $c == direct ]] || PAIRS+=("$c"); done
+n=${#PAIRS[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
   for load in "${LOADS[@]}"; do
     log "round $round/$ROUNDS, load $load"
-    for ((i = 0; i < n; i++)); do
-      c=${RUN_CANDS[$(((i + round - 1) % n))]}
+    order=()
+    for ((i = 0; i < n; i++)); do order+=("${PAIRS[$(((i + round - 1) % n))]}"); done
+    has_candidate direct && [[ -z "${CAND_FAIL[direct]:-}" ]] && order+=(direct)
+    for c in "${order[@]}"; do
       [[ $c == direct && ( $load == newconn || $load == handshake ) ]] && continue
       [[ -n "${CAND_FAIL[$c]:-}" ]] && { log "  $load $c: skipped (${CAND_FAIL[$c]})"; continue; }
       run_load "$round" "$load" "$c"
