@@ -156,7 +156,8 @@ fn host_matches(m: &HostMatch, host: &str) -> bool {
 
 /// `host:port` -> `host`; `[v6]:port` -> `[v6]`.
 pub fn strip_port(authority: &str) -> &str {
-    match authority.rfind(':') {
+    // A byte search: `str::rfind` with a `char` pattern costs several times more per request.
+    match authority.bytes().rposition(|b| b == b':') {
         Some(i)
             if !authority[i + 1..].is_empty()
                 && authority[i + 1..].bytes().all(|b| b.is_ascii_digit())

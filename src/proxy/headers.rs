@@ -38,18 +38,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if present & bit::CONNECTION != 0 {
         // Headers named by Connection (other than the standard tokens) go too. No allocation
         // unless a token names a non-standard header.
+        // Bytes, not `str` patterns: this runs for most HTTP/1.1 responses.
         let mut named: Vec<HeaderName> = Vec::new();
         for v in headers.get_all(header::CONNECTION) {
-            for t in v.to_str().unwrap_or("").split(',') {
-                let t = t.trim();
+            for t in v.as_bytes().split(|&b| b == b',') {
+                let t = t.trim_ascii();
                 if t.is_empty()
-                    || t.eq_ignore_ascii_case("keep-alive")
-                    || t.eq_ignore_ascii_case("close")
-                    || t.eq_ignore_ascii_case("upgrade")
+                    || t.eq_ignore_ascii_case(b"keep-alive")
+                    || t.eq_ignore_ascii_case(b"close")
+                    || t.eq_ignore_ascii_case(b"upgrade")
                 {
                     continue;
                 }
-                if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                if let Ok(n) = HeaderName::from_bytes(t) {
                     named.push(n);
                 }
             }

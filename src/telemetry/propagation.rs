@@ -252,15 +252,27 @@ fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, bool)> {
 
 /// Lower-case hex digits (at most 16) as a number.
 fn lower_hex(s: &[u8]) -> Option<u64> {
-    s.iter().try_fold(0u64, |acc, &b| {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(d))
-    })
+    // One table load per digit (and one test for the whole run) instead of range matches.
+    let mut acc = 0u64;
+    let mut bad = 0u8;
+    for &b in s {
+        let d = HEX_VALUE[usize::from(b)];
+        bad |= d;
+        acc = acc << 4 | u64::from(d & 0xf);
+    }
+    (bad & 0x80 == 0).then_some(acc)
 }
+
+/// The value of each lower-case hex digit; 0x80 marks every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[DIGITS[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 fn parse_b3(h: &HeaderMap) -> Option<(u128, u64, bool)> {
     if let Some(v) = h.get(&B3).and_then(|v| v.to_str().ok()) {

@@ -226,3 +226,28 @@ fn a_trace_id_with_one_zero_half_is_still_valid() {
         assert_eq!(s.parent_id, Some(0x00f0_67aa_0ba9_02b7), "{tp}");
     }
 }
+
+#[test]
+fn only_lower_case_hex_digits_parse() {
+    assert_eq!(lower_hex(b"0123456789abcdef"), Some(0x0123_4567_89ab_cdef));
+    assert_eq!(lower_hex(b"ff"), Some(0xff));
+    assert_eq!(lower_hex(b""), Some(0));
+    for bad in [
+        &b"0A"[..],
+        b"g0",
+        b"-1",
+        b" 1",
+        b"\xff0",
+        b"0123456789abcdeF",
+    ] {
+        assert_eq!(lower_hex(bad), None, "{bad:?}");
+    }
+    // Through the header: an upper-case traceparent starts a new trace.
+    let mut h = HeaderMap::new();
+    h.insert(
+        TRACEPARENT,
+        HeaderValue::from_static("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+    );
+    let span = propagate(&mut h, &Settings::default());
+    assert_eq!(span.parent_id, None);
+}
