@@ -141,11 +141,19 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 type Answer<B> = Response<Either<B, Empty<Bytes>>>;
 
-fn bad_gateway<B>(error: BoxError) -> Answer<B> {
-    eprintln!("mesh_floor: {error}");
-    let mut rsp = Response::new(Either::Right(Empty::new()));
-    *rsp.status_mut() = StatusCode::BAD_GATEWAY;
-    rsp
+/// The forwarded response, or 502 when forwarding failed.
+async fn answer<B>(
+    forwarded: impl std::future::Future<Output = Result<Response<B>, BoxError>>,
+) -> Result<Answer<B>, std::convert::Infallible> {
+    Ok(match forwarded.await {
+        Ok(rsp) => rsp.map(Either::Left),
+        Err(error) => {
+            eprintln!("mesh_floor: {error}");
+            let mut rsp = Response::new(Either::Right(Empty::new()));
+            *rsp.status_mut() = StatusCode::BAD_GATEWAY;
+            rsp
+        }
+    })
 }
 
 // ---------------------------------------------------------------- outbound
@@ -218,12 +226,7 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 async fn serve_outbound(tcp: TcpStream, out: Arc<Outbound>) {
     let svc = service_fn(move |req| {
         let out = out.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(match out.forward(req).await {
-                Ok(rsp) => rsp.map(Either::Left),
-                Err(e) => bad_gateway(e),
-            })
-        }
+        answer(async move { out.forward(req).await })
     });
     let _ = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -336,15 +339,7 @@ async fn serve_inbound(tcp: TcpStream, inbound: Arc<Inbound>) {
         return;
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let svc = service_fn(move |req| {
-        let inbound = inbound.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(match inbound.forward(req).await {
-                Ok(rsp) => rsp.map(Either::Left),
-                Err(e) => bad_gateway(e),
-            })
-        }
-    });
+    let svc = service_fn(move |req| answer(inbound.clone().forward(req)));
     let io = TokioIo::new(tls);
     if !h2 {
         let _ = http1::Builder::new().serve_connection(io, svc).await;

@@ -31,9 +31,9 @@ pub enum Inspection {
 /// A request whose body is read and classified (boxed: the common path stays small).
 pub struct Pending(Request<Incoming>);
 
-/// Classifies `req`. `needs_body`: some route or rule of the snapshot has MCP conditions, so an
-/// uninspectable body (too large) must be refused rather than passed through. Most requests
-/// (anything but a JSON or MCP POST) are decided here without a future.
+/// Decides from the request head whether its body must be read and classified. Most requests
+/// (anything but a JSON or MCP POST) pass here, without a future; the others go through
+/// [`Pending::classify`].
 pub fn inspect(req: Request<Incoming>) -> Inspection {
     if req.method() != Method::POST {
         // Only a POST carries JSON-RPC: routing headers on anything else classify nothing
@@ -72,8 +72,10 @@ impl Inspection {
 type Classified = Result<(Request<UpstreamBody>, Option<Classification>), ProxyError>;
 
 impl Pending {
-    /// Reads (up to `limit`) and classifies the body. Boxed: the caller's future keeps a
-    /// pointer, not the reading state, across the await (requests that skip it move less).
+    /// Reads (up to `limit`) and classifies the body. `needs_body`: some route or rule of the
+    /// snapshot has MCP conditions, so an uninspectable body (too large) must be refused rather
+    /// than passed through. Boxed: the caller's future keeps a pointer, not the reading state,
+    /// across the await (requests that skip it move less).
     pub fn classify(
         self,
         limit: usize,
