@@ -152,7 +152,10 @@ impl Inbound {
         }
         headers::append_forwarded_for(h, &self.peer_ip);
         meta.span = Some(propagation::propagate(h, &snap.loaded.config.tracing));
-        meta.backend.push_str(crate::snapshot::APP_BACKEND);
+        if shared.access_log.is_some() || shared.otlp.is_some() {
+            // Only the access log and spans read it (no allocation per request otherwise).
+            meta.backend.push_str(crate::snapshot::APP_BACKEND);
+        }
 
         let call = Call {
             backend: app,

@@ -95,6 +95,9 @@ async fn trace_continues_across_two_sidecars_with_parent_child_spans() {
     assert_eq!(b_line["parent_span_id"], a_line["span_id"]);
     assert_eq!(b_line["span_id"].as_str().unwrap(), parent);
     assert_ne!(a_line["span_id"], b_line["span_id"]);
+    // Each side names where it sent the request: A its route's backend, B its local app.
+    assert_eq!(a_line["backend"], "b");
+    assert_eq!(b_line["backend"], "app");
 
     // Every field, and nothing secret.
     for line in [&a_line, &b_line] {
