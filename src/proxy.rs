@@ -317,10 +317,15 @@ fn service(
     guard: ConnGuard,
 ) -> Service {
     match dir {
-        Direction::Outbound => Service::Outbound(outbound::Outbound::new(worker.clone(), guard)),
-        Direction::Inbound => {
-            Service::Inbound(inbound::Inbound::new(worker.clone(), peer, identity, guard))
+        Direction::Outbound => {
+            Service::Outbound(Arc::new(outbound::Outbound::new(worker.clone(), guard)))
         }
+        Direction::Inbound => Service::Inbound(Arc::new(inbound::Inbound::new(
+            worker.clone(),
+            peer,
+            identity,
+            guard,
+        ))),
     }
 }
 
@@ -393,11 +398,12 @@ where
     }
 }
 
-/// The per-connection service, one variant per direction.
+/// The per-connection service, one variant per direction. Shared, so a request takes one
+/// reference (one atomic increment) instead of cloning each of the connection's handles.
 #[derive(Clone)]
 enum Service {
-    Outbound(outbound::Outbound),
-    Inbound(inbound::Inbound),
+    Outbound(Arc<outbound::Outbound>),
+    Inbound(Arc<inbound::Inbound>),
 }
 
 /// hyper's own `Service` (`&self`): no per-request clone and readiness dance of a tower adapter.

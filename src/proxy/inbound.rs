@@ -56,7 +56,7 @@ impl Inbound {
     }
 
     pub async fn handle(
-        self,
+        self: Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let shared = &self.worker.shared;

@@ -38,7 +38,7 @@ impl Outbound {
     }
 
     pub async fn handle(
-        self,
+        self: Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let shared = &self.worker.shared;
