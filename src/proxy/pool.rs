@@ -5,7 +5,7 @@
 //! `max_idle_per_endpoint`), the shared HTTP/2 connection per endpoint, dialing through the
 //! backend's `Dialer` (TCP, mTLS, ALPN) with hyper's `http1` handshake (driver task with
 //! upgrades) or `h2`'s (driver task; streams opened, fed and read from the request's own task,
-//! `send_h2`/`pump`, with no hyper dispatch task per request), the transparent resend of a
+//! `open_h2`/`pump`, with no hyper dispatch task per request), the transparent resend of a
 //! request that a stale pooled connection gave back unwritten, and putting an HTTP/1.1
 //! connection back when its response is done (`Lease`). Requests that arrive while an endpoint's first connection that may turn
 //! out HTTP/2 is being dialed wait for it instead of dialing their own (one connection per
@@ -272,9 +272,17 @@ impl Pool {
                         Err(e) => e,
                     }
                 }
-                Either::H2(tx) => {
-                    let alive = tx.alive.clone();
-                    match (send_h2(tx, req).await, alive) {
+                Either::H2(H2Sender { tx, alive, driver }) => {
+                    // Inline rather than one `async fn`: the request's future keeps the ready
+                    // wait or the response wait, never the request itself across both.
+                    let result = match tx.ready().await {
+                        Err(e) => Err(H2Failed::Unsent(e, Some(Box::new(req)))),
+                        Ok(mut tx) => match open_h2(&mut tx, &*driver, req) {
+                            Ok(response) => response.await.map(h2_response).map_err(H2Failed::Sent),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    match (result, alive) {
                         (Ok(rsp), _) => return Ok((rsp, None)),
                         // The connection is gone and the request was not sent: another one.
                         (Err(H2Failed::Unsent(source, Some(back))), alive)
@@ -553,18 +561,15 @@ const H2_FORBIDDEN: [http::HeaderName; 5] = [
     http::HeaderName::from_static("proxy-connection"),
 ];
 
-/// One request on the endpoint's HTTP/2 connection, from this task: open the stream (waiting
-/// for a slot under the server's stream limit), send the body (in place when it is already in
-/// memory, else from a pump task that follows flow control), await the response head.
-async fn send_h2(
-    sender: H2Sender,
+/// One request on the endpoint's HTTP/2 connection, from this task, once the connection has a
+/// stream slot under the server's limit: open the stream and send the body (in place when it is
+/// already in memory, else from a pump task that follows flow control). The caller awaits the
+/// response head.
+fn open_h2(
+    tx: &mut h2::client::SendRequest<Bytes>,
+    driver: &dyn Tick,
     mut req: Request<UpstreamBody>,
-) -> Result<Response<RespBody>, H2Failed> {
-    let H2Sender { tx, driver, .. } = sender;
-    let mut tx = match tx.ready().await {
-        Ok(tx) => tx,
-        Err(e) => return Err(H2Failed::Unsent(e, Some(Box::new(req)))),
-    };
+) -> Result<h2::client::ResponseFuture, H2Failed> {
     let headers = req.headers_mut();
     // One pass over the names (usually none of these is there, as the proxy already stripped
     // hop-by-hop fields) instead of a hash lookup per forbidden name.
@@ -600,13 +605,17 @@ async fn send_h2(
         }
     }
     driver.tick();
-    let rsp = response.await.map_err(H2Failed::Sent)?;
+    Ok(response)
+}
+
+/// An HTTP/2 response head with its body as the proxy hands it on.
+fn h2_response(rsp: Response<h2::RecvStream>) -> Response<RespBody> {
     let length = rsp
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    Ok(rsp.map(|recv| RespBody::H2(H2Body::new(recv, length))))
+    rsp.map(|recv| RespBody::H2(H2Body::new(recv, length)))
 }
 
 /// Streams a request body into its HTTP/2 stream within the flow-control window; stops when
