@@ -6,8 +6,9 @@
 //! it exits when its HTTP/2 connection to the peer ends. What it shares with outrider is the
 //! wire: a current-thread runtime, the same rustls configurations (`tls::Material`: SPIFFE
 //! peer verification, ALPN `h2`), `h2`'s client with the same settings and one multiplexed
-//! connection, hyper's servers, a LIFO pool of HTTP/1.1 connections to the app, and the early
-//! connection polls of `proxy::driver`. Whatever outrider costs beyond this program is its
+//! connection (`proxy::pool::h2_client`), hyper's servers, a LIFO pool of HTTP/1.1
+//! connections to the app, hop-by-hop stripping (`proxy::headers`), and the early connection
+//! polls of `proxy::driver`. Whatever outrider costs beyond this program is its
 //! own request path; what this costs against haproxy is the stack's.
 //!
 //! ```text
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
@@ -37,6 +38,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use outrider::proxy::body::{H2Body, RespBody};
 use outrider::proxy::driver::{self, Driver, Owner, StreamExec, Tick, FLUSH_AFTER};
+use outrider::proxy::headers::strip_hop_by_hop;
+use outrider::proxy::pool;
 use outrider::tls::{Alpn, Material, TlsFiles};
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
@@ -121,24 +124,6 @@ where
     }
 }
 
-/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// One pass over the names; removal only when one is there (rare).
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        for name in HOP_BY_HOP {
-            h.remove(name);
-        }
-    }
-}
-
 type Answer<B> = Response<Either<B, Empty<Bytes>>>;
 
 /// The forwarded response, or 502 when forwarding failed.
@@ -171,16 +156,8 @@ impl Outbound {
         let tls = tokio_rustls::TlsConnector::from(m.client_config(peer, Alpn::H2))
             .connect(ServerName::IpAddress(to.ip().into()), tcp)
             .await?;
-        // outrider's upstream HTTP/2 settings (`proxy::pool`).
-        let (tx, conn) = h2::client::Builder::new()
-            .initial_window_size(2 * 1024 * 1024)
-            .initial_connection_window_size(5 * 1024 * 1024)
-            .max_frame_size(16 * 1024)
-            .max_header_list_size(16 * 1024)
-            .max_send_buffer_size(400 * 1024)
-            .enable_push(false)
-            .handshake::<_, Bytes>(tls)
-            .await?;
+        // outrider's upstream HTTP/2 settings.
+        let (tx, conn) = pool::h2_client().handshake::<_, Bytes>(tls).await?;
         let driver = driver::spawn_client(conn, || {
             eprintln!("mesh_floor: the HTTP/2 connection to the inbound side ended");
             std::process::exit(1);
@@ -190,7 +167,7 @@ impl Outbound {
 
     async fn forward(&self, req: Request<Incoming>) -> Result<Response<RespBody>, BoxError> {
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers, false);
         let authority = match parts.headers.remove(header::HOST) {
             Some(h) => Authority::try_from(h.as_bytes())?,
             None => Authority::from_static("localhost"),
@@ -309,7 +286,7 @@ impl Inbound {
         req: Request<Incoming>,
     ) -> Result<Response<Leased>, BoxError> {
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers, false);
         // HTTP/2 carries the host as `:authority`; an HTTP/1.0 request may carry none.
         if !parts.headers.contains_key(header::HOST) {
             let host = match parts.uri.authority() {
@@ -324,7 +301,7 @@ impl Inbound {
         parts.version = Version::HTTP_11;
         let mut tx = self.checkout().await?;
         let mut rsp = tx.send_request(Request::from_parts(parts, body)).await?;
-        strip_hop_by_hop(rsp.headers_mut());
+        strip_hop_by_hop(rsp.headers_mut(), false);
         let pool = Arc::downgrade(&self);
         Ok(rsp.map(|body| Leased {
             body,

@@ -194,15 +194,7 @@ impl Pool {
         };
         let mut h1 = http1::Builder::new();
         h1.preserve_header_case(false).title_case_headers(false);
-        // hyper's client defaults: 2 MiB stream / 5 MiB connection windows, 16 KiB frames,
-        // 16 KiB header lists, no server push.
-        let mut h2 = h2::client::Builder::new();
-        h2.initial_window_size(2 * 1024 * 1024)
-            .initial_connection_window_size(5 * 1024 * 1024)
-            .max_frame_size(16 * 1024)
-            .max_header_list_size(16 * 1024)
-            .max_send_buffer_size(400 * 1024)
-            .enable_push(false);
+        let h2 = h2_client();
         Pool {
             inner: Arc::new(Inner {
                 settings,
@@ -399,6 +391,19 @@ impl Pool {
     pub fn resends_total(&self) -> u64 {
         self.inner.resends.load(Ordering::Relaxed)
     }
+}
+
+/// The upstream HTTP/2 client settings: hyper's client defaults (2 MiB stream / 5 MiB
+/// connection windows, 16 KiB frames, 16 KiB header lists), no server push.
+pub fn h2_client() -> h2::client::Builder {
+    let mut h2 = h2::client::Builder::new();
+    h2.initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
+        .max_frame_size(16 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(400 * 1024)
+        .enable_push(false);
+    h2
 }
 
 enum Either {
