@@ -56,11 +56,7 @@ pub fn inspect(req: Request<Incoming>) -> Inspection {
 impl Inspection {
     /// The request to forward and its classification, in one step (tests).
     #[cfg(test)]
-    pub async fn finish(
-        self,
-        limit: usize,
-        needs_body: bool,
-    ) -> Result<(Request<UpstreamBody>, Option<Classification>), ProxyError> {
+    pub async fn finish(self, limit: usize, needs_body: bool) -> Classified {
         match self {
             Inspection::Pass(req) => Ok((req, None)),
             Inspection::Read(p) => p.classify(limit, needs_body).await,
