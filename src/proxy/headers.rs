@@ -177,6 +177,33 @@ pub fn echo_request_id(headers: &mut HeaderMap, id: HeaderValue) {
     }
 }
 
+/// Whether this header block is the first of its HTTP/2 connection (`seeded`: one flag per
+/// connection), the one that seeds HPACK's table ([`seed_hpack_names`]).
+pub fn first_block(seeded: &std::sync::atomic::AtomicBool) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    !seeded.load(Relaxed) && !seeded.swap(true, Relaxed)
+}
+
+/// Lets the unique ids of this header block (`x-request-id`, `traceparent`) be indexed by
+/// HPACK, so that their *names* enter the connection's dynamic table.
+///
+/// The ids are sent never-indexed (a unique value would only churn the table), and HPACK has
+/// no way to index a name alone: until a value of the name has been indexed, every block
+/// carries the name as a literal, Huffman-coded by the sender and decoded, parsed and
+/// allocated by the receiver. Once one value is in the table, `h2` sends the never-indexed
+/// values with the table's name (one byte).
+///
+/// Once per connection: `h2` compares a value with every table entry of its name, so entries
+/// seeded again and again would make each lookup longer. A name evicted later by other
+/// entries goes back to literals, as without the seed.
+pub fn seed_hpack_names(headers: &mut HeaderMap) {
+    for (k, v) in headers.iter_mut() {
+        if k == X_REQUEST_ID || k == crate::telemetry::propagation::TRACEPARENT {
+            v.set_sensitive(false);
+        }
+    }
+}
+
 /// 128 random bits as 32 lower-case hex digits.
 pub fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
@@ -245,6 +272,31 @@ pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_first_block_seeds_and_only_the_ids_become_indexable() {
+        let seeded = std::sync::atomic::AtomicBool::new(false);
+        assert!(first_block(&seeded));
+        assert!(!first_block(&seeded) && !first_block(&seeded));
+
+        let mut h = HeaderMap::new();
+        let mut secret = HeaderValue::from_static("Bearer x");
+        secret.set_sensitive(true);
+        h.insert(header::AUTHORIZATION, secret);
+        h.insert(X_REQUEST_ID, new_request_id());
+        h.insert(crate::telemetry::propagation::TRACEPARENT, {
+            crate::telemetry::propagation::unique(
+                b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+        });
+        seed_hpack_names(&mut h);
+        assert!(!h[X_REQUEST_ID].is_sensitive());
+        assert!(!h[crate::telemetry::propagation::TRACEPARENT].is_sensitive());
+        assert!(
+            h[header::AUTHORIZATION].is_sensitive(),
+            "other fields keep their flag"
+        );
+    }
 
     #[test]
     fn strips_connection_named_and_standard_hop_headers() {

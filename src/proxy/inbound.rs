@@ -25,7 +25,6 @@ use crate::telemetry::metrics::Direction;
 use crate::telemetry::propagation;
 use crate::telemetry::propagation::adopt_meta_traceparent;
 
-#[derive(Clone)]
 pub struct Inbound {
     worker: Arc<Worker>,
     /// The caller's address as an `x-forwarded-for` value (formatted once per connection).
@@ -35,6 +34,9 @@ pub struct Inbound {
     /// `identity` as the `x-outrider-peer-identity` value (made once per connection).
     identity_value: Option<http::HeaderValue>,
     conn: Arc<ConnGuard>,
+    /// Set by the first response, which seeds HPACK's table when the connection is HTTP/2
+    /// ([`headers::seed_hpack_names`]).
+    seeded: std::sync::atomic::AtomicBool,
 }
 
 impl Inbound {
@@ -52,6 +54,7 @@ impl Inbound {
                 .and_then(|i| http::HeaderValue::from_str(i).ok()),
             identity,
             conn: Arc::new(conn),
+            seeded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -64,7 +67,11 @@ impl Inbound {
         let mut env = audit::Envelope::open(&mut req, observe);
         let result = self.forward(req, env.start, &mut env.meta).await;
         let peer = self.identity.as_deref();
-        Ok(env.close(result, Direction::Inbound, shared, peer))
+        let mut rsp = env.close(result, Direction::Inbound, shared, peer);
+        if headers::first_block(&self.seeded) {
+            headers::seed_hpack_names(rsp.headers_mut());
+        }
+        Ok(rsp)
     }
 
     async fn forward(

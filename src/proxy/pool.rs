@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use super::body::{BoxError, H2Body, RespBody, UpstreamBody};
 use super::connect::{Dialer, UpstreamTls};
 use super::driver::{self, Tick};
+use super::headers;
 
 type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -46,13 +47,22 @@ type Sender = http1::SendRequest<UpstreamBody>;
 #[derive(Clone)]
 struct H2Sender {
     tx: h2::client::SendRequest<Bytes>,
-    alive: Arc<std::sync::atomic::AtomicBool>,
+    state: Arc<H2State>,
     driver: Arc<dyn Tick>,
+}
+
+/// What the requests on one HTTP/2 connection share besides `h2`'s handle.
+struct H2State {
+    /// False once its driver has ended, or a request found it closed or going away.
+    alive: AtomicBool,
+    /// Set by the first header block sent, which seeds HPACK's table
+    /// ([`headers::seed_hpack_names`]).
+    seeded: AtomicBool,
 }
 
 impl H2Sender {
     fn is_closed(&self) -> bool {
-        !self.alive.load(Ordering::Acquire)
+        !self.state.alive.load(Ordering::Acquire)
     }
 }
 
@@ -264,17 +274,18 @@ impl Pool {
                         Err(e) => e,
                     }
                 }
-                Either::H2(H2Sender { tx, alive, driver }) => {
+                Either::H2(H2Sender { tx, state, driver }) => {
+                    let seed = headers::first_block(&state.seeded);
                     // The waits inline rather than in an `async fn`: that function's state
                     // (request, sender, both waits: ~880 bytes) was built and copied per request.
                     let result = match tx.ready().await {
                         Err(e) => Err(H2Failed::Unsent(e, Some(Box::new(req)))),
-                        Ok(mut tx) => match open_h2(&mut tx, &*driver, req) {
+                        Ok(mut tx) => match open_h2(&mut tx, &*driver, req, seed) {
                             Ok(response) => response.await.map(h2_response).map_err(H2Failed::Sent),
                             Err(e) => Err(e),
                         },
                     };
-                    match (result, alive) {
+                    match (result, &state.alive) {
                         (Ok(rsp), _) => return Ok((rsp, None)),
                         // The connection is gone and the request was not sent: another one.
                         (Err(H2Failed::Unsent(source, Some(back))), alive)
@@ -355,10 +366,14 @@ impl Pool {
                 .handshake::<_, Bytes>(TokioIo::new(conn))
                 .await
                 .map_err(|e| SendError::Connect(io::Error::other(e)))?;
-            let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
-            let flag = alive.clone();
-            let driver = driver::spawn_client(conn, move || flag.store(false, Ordering::Release));
-            Either::H2(H2Sender { tx, alive, driver })
+            let state = Arc::new(H2State {
+                alive: AtomicBool::new(true),
+                seeded: AtomicBool::new(false),
+            });
+            let ended = state.clone();
+            let driver =
+                driver::spawn_client(conn, move || ended.alive.store(false, Ordering::Release));
+            Either::H2(H2Sender { tx, state, driver })
         } else {
             let (tx, conn) = inner
                 .h1
@@ -569,12 +584,17 @@ const H2_FORBIDDEN: [http::HeaderName; 5] = [
 /// One request on the endpoint's HTTP/2 connection, from this task, once the connection has a
 /// stream slot under the server's limit: open the stream and send the body (in place when it is
 /// already in memory, else from a pump task that follows flow control). The caller awaits the
-/// response head.
+/// response head. `seed`: this block lets HPACK index the names of its unique ids
+/// ([`headers::seed_hpack_names`]).
 fn open_h2(
     tx: &mut h2::client::SendRequest<Bytes>,
     driver: &dyn Tick,
     mut req: Request<UpstreamBody>,
+    seed: bool,
 ) -> Result<h2::client::ResponseFuture, H2Failed> {
+    if seed {
+        headers::seed_hpack_names(req.headers_mut());
+    }
     let headers = req.headers_mut();
     // One pass over the names (usually none of these is there, as the proxy already stripped
     // hop-by-hop fields) instead of a hash lookup per forbidden name.

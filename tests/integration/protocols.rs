@@ -3,9 +3,12 @@
 
 use http::{Request, Version};
 
-use crate::support::body;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
 use crate::support::client::{self, h2c_send};
-use crate::support::{Cfg, Upstream};
+use crate::support::tap::{self, Tap};
+use crate::support::{body, bounded, Cfg, Upstream};
 
 #[tokio::test]
 async fn h2c_client_through_the_outbound_listener() {
@@ -145,4 +148,86 @@ async fn trailers_cross_an_http2_path_both_ways() {
         "response trailers arrived"
     );
     assert_eq!(body.to_bytes(), "answer");
+}
+
+/// Fields of `block` whose name went out as a literal string.
+fn literal_names(block: &[u8]) -> usize {
+    tap::fields(block).iter().filter(|f| f.literal_name).count()
+}
+
+/// Fields of `block` sent never-indexed with their name from a table.
+fn never_indexed_by_index(block: &[u8]) -> usize {
+    tap::fields(block)
+        .iter()
+        .filter(|f| f.repr == tap::Repr::NeverIndexed && !f.literal_name)
+        .count()
+}
+
+#[tokio::test]
+async fn unique_ids_to_an_http2_upstream_name_their_fields_by_index_after_the_first_request() {
+    let up = Upstream::named("b1").await;
+    let tap = Tap::start(up.addr).await;
+    let proxy = Cfg::new()
+        .backend_with("b1", tap.addr, "protocol: http2")
+        .host_route("r1", "svc", "b1", "")
+        .start();
+    for _ in 0..3 {
+        assert_eq!(proxy.get("svc", "/ids").await.status, 200);
+    }
+    let seen = up.wait_requests(3).await;
+    let ids: std::collections::BTreeSet<_> =
+        seen.iter().map(|r| r.header("x-request-id")).collect();
+    assert_eq!(ids.len(), 3, "one id per request: {ids:?}");
+
+    let blocks = tap::header_blocks(&tap.to_server.lock().unwrap());
+    assert_eq!(blocks.len(), 3, "one HEADERS frame per request");
+    // The first request puts `x-request-id` and `traceparent` into HPACK's table...
+    let first = tap::fields(&blocks[0]);
+    let seeded = first
+        .iter()
+        .filter(|f| f.repr == tap::Repr::Incremental && f.literal_name)
+        .count();
+    assert!(seeded >= 2, "ids seeded by the first request: {first:?}");
+    // ...so the later ones send their (never-indexed) values under a table name.
+    for block in &blocks[1..] {
+        assert_eq!(literal_names(block), 0, "{:?}", tap::fields(block));
+        assert_eq!(never_indexed_by_index(block), 2, "{:?}", tap::fields(block));
+    }
+}
+
+#[tokio::test]
+async fn the_inbound_echoes_request_ids_on_http2_by_index_after_the_first_response() {
+    let app = Upstream::named("app").await;
+    let proxy = Cfg::single(app.addr).inbound(app.addr, 16).start();
+    let tap = Tap::start(proxy.inbound_addr()).await;
+    let stream = TcpStream::connect(tap.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let req = Request::get(format!("http://{}/ids", proxy.inbound_addr()))
+            .body(body::empty())
+            .unwrap();
+        let rsp = bounded("h2c response", sender.send_request(req))
+            .await
+            .expect("response");
+        assert_eq!(rsp.status(), 200);
+        ids.push(rsp.headers().get("x-request-id").cloned().expect("echoed"));
+    }
+    assert!(ids[0] != ids[1] && ids[1] != ids[2], "{ids:?}");
+
+    let blocks = tap::header_blocks(&tap.to_client.lock().unwrap());
+    assert_eq!(blocks.len(), 3, "one HEADERS frame per response");
+    assert!(
+        literal_names(&blocks[0]) >= 1,
+        "{:?}",
+        tap::fields(&blocks[0])
+    );
+    for block in &blocks[1..] {
+        assert_eq!(literal_names(block), 0, "{:?}", tap::fields(block));
+        assert_eq!(never_indexed_by_index(block), 1, "{:?}", tap::fields(block));
+    }
 }

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod raw;
 pub mod relay;
 pub mod rmcp_mesh;
+pub mod tap;
 pub mod upstream;
 pub mod websocket;
 
