@@ -13,6 +13,12 @@
 #             (`ssl crt ... verify required alpn h2 proto h2`, http-reuse always) -> B
 #             (benches/mesh/haproxy-inbound.cfg, `verify required`). Verifies by CA only: no
 #             SPIFFE URI SAN check (not native in haproxy).
+#   haproxy-hdr  the haproxy pair plus the per-request header work outrider does by contract
+#             (SPEC §6; benches/mesh/haproxy-hdr-*.cfg): x-request-id kept or generated and
+#             echoed, traceparent continued or started with a new span id per hop,
+#             x-forwarded-for appended and the caller's identity set on the inbound. The same
+#             job as outrider's pair, as far as haproxy's configuration can express it. Not in
+#             the default candidate list.
 #   nginx     two nginx (1 worker): A -> HTTP/1.1 over mTLS, upstream keep-alive -> B
 #             (nginx cannot proxy to an h2 upstream; A cannot verify B: see the config comments)
 #   floor     two `mesh_floor` (examples/mesh_floor.rs): outrider's transport with nothing on it
@@ -41,7 +47,8 @@
 # (`ss`), RSS of each proxy
 # (idle before load, peak during each run).
 #
-# Usage: scripts/bench-mesh.sh [--quick] [--candidates direct,outrider,haproxy,nginx,floor]
+# Usage: scripts/bench-mesh.sh [--quick]
+#                              [--candidates direct,outrider,haproxy,haproxy-hdr,nginx,floor]
 #                              [--rounds N] [--no-build] [--keep-tmp] [-h]
 # Environment:
 #   BENCH_DURATION   seconds per measured run, "10" or "10s" (default 10; --quick: 3; an
@@ -56,7 +63,7 @@
 #   BENCH_RATE       fixed-rate run total req/s (default 1000, a multiple of 10)
 #   BENCH_PORT_BASE  first port of the block used (default 28000: upstream +80/+81,
 #                    outrider +100 out / +101 in / +110..113 admin+metrics, nginx +200 / +201,
-#                    haproxy +300 / +301, floor +400 / +401)
+#                    haproxy +300 / +301, floor +400 / +401, haproxy-hdr +500 / +501)
 #   OUTRIDER_BIN     outrider binary to use (skips `cargo build --release --features jemalloc`)
 #   FLOOR_BIN        mesh_floor binary to use (default: built with outrider, from
 #                    `cargo build --release --features jemalloc --example mesh_floor`)
@@ -122,7 +129,7 @@ RATE_PER_CONN=$(( RATE / RATE_CONNS ))
 
 IFS=', ' read -r -a CANDIDATES <<< "$CANDIDATES_ARG"
 for c in "${CANDIDATES[@]}"; do
-  case "$c" in direct|outrider|haproxy|nginx|floor) ;; *) die "unknown candidate '$c' (direct, outrider, haproxy, nginx, floor)";; esac
+  case "$c" in direct|outrider|haproxy|haproxy-hdr|nginx|floor) ;; *) die "unknown candidate '$c' (direct, outrider, haproxy, haproxy-hdr, nginx, floor)";; esac
 done
 [[ ${#CANDIDATES[@]} -gt 0 ]] || die "no candidates"
 
@@ -133,7 +140,7 @@ RAW_OUT="${BENCH_OUT%.md}.tsv"
 [[ "$RAW_OUT" == "$BENCH_OUT" ]] && RAW_OUT="$BENCH_OUT.tsv"
 
 PORT_BASE=${BENCH_PORT_BASE:-28000}
-[[ "$PORT_BASE" =~ ^[1-9][0-9]*$ ]] && (( PORT_BASE + 500 < 65536 )) || die "bad BENCH_PORT_BASE '$PORT_BASE'"
+[[ "$PORT_BASE" =~ ^[1-9][0-9]*$ ]] && (( PORT_BASE + 510 < 65536 )) || die "bad BENCH_PORT_BASE '$PORT_BASE'"
 UP_H1_PORT=$((PORT_BASE + 80))
 UP_H2_PORT=$((PORT_BASE + 81))
 OR_OUT_PORT=$((PORT_BASE + 100))
@@ -148,6 +155,8 @@ HA_OUT_PORT=$((PORT_BASE + 300))
 HA_IN_PORT=$((PORT_BASE + 301))
 FL_OUT_PORT=$((PORT_BASE + 400))
 FL_IN_PORT=$((PORT_BASE + 401))
+HH_OUT_PORT=$((PORT_BASE + 500))
+HH_IN_PORT=$((PORT_BASE + 501))
 
 CLK_TCK=$(getconf CLK_TCK)
 LOADS=(h1 fixed newconn handshake)
@@ -210,6 +219,7 @@ fill_template() { # SRC DST
       -e "s|@OR_IN_ADMIN_PORT@|$OR_IN_ADMIN_PORT|g" -e "s|@OR_IN_METRICS_PORT@|$OR_IN_METRICS_PORT|g" \
       -e "s|@NG_OUT_PORT@|$NG_OUT_PORT|g" -e "s|@NG_IN_PORT@|$NG_IN_PORT|g" \
       -e "s|@HA_OUT_PORT@|$HA_OUT_PORT|g" -e "s|@HA_IN_PORT@|$HA_IN_PORT|g" \
+      -e "s|@HH_OUT_PORT@|$HH_OUT_PORT|g" -e "s|@HH_IN_PORT@|$HH_IN_PORT|g" \
       "$1" > "$2"
   local left
   left=$(grep -v '^[[:space:]]*#' "$2" | grep -o '@[A-Z0-9_]*@' | head -1 || true)
@@ -248,12 +258,13 @@ out_port() {
   case $1 in
     direct) echo "$UP_H1_PORT" ;; outrider) echo "$OR_OUT_PORT" ;;
     haproxy) echo "$HA_OUT_PORT" ;; nginx) echo "$NG_OUT_PORT" ;; floor) echo "$FL_OUT_PORT" ;;
+    haproxy-hdr) echo "$HH_OUT_PORT" ;;
   esac
 }
 in_port() {
   case $1 in
     outrider) echo "$OR_IN_PORT" ;; haproxy) echo "$HA_IN_PORT" ;; nginx) echo "$NG_IN_PORT" ;;
-    floor) echo "$FL_IN_PORT" ;;
+    floor) echo "$FL_IN_PORT" ;; haproxy-hdr) echo "$HH_IN_PORT" ;;
   esac
 }
 url_of() { echo "http://127.0.0.1:$(out_port "$1")/"; }
@@ -334,20 +345,20 @@ start_pair() {
       pout=$(pid_of outrider-out)
       msg=$(wait_http outrider-out "$pout" "http://127.0.0.1:$OR_OUT_ADMIN_PORT/ready") || { CAND_FAIL[$c]="outbound not ready: $msg"; return 1; }
       ;;
-    haproxy)
+    haproxy|haproxy-hdr)
       local side
       for side in inbound outbound; do
-        fill_template "$MESH/haproxy-$side.cfg" "$TMP/haproxy-$side.cfg"
-        haproxy -c -q -f "$TMP/haproxy-$side.cfg" >"$TMP/haproxy-$side.t" 2>&1 \
-          || { cat "$TMP/haproxy-$side.t" >&2; die "haproxy $side config check failed"; }
+        fill_template "$MESH/$c-$side.cfg" "$TMP/$c-$side.cfg"
+        haproxy -c -q -f "$TMP/$c-$side.cfg" >"$TMP/$c-$side.t" 2>&1 \
+          || { cat "$TMP/$c-$side.t" >&2; die "$c $side config check failed"; }
       done
       # -db: foreground, single process (no master-worker), so the pid is the one doing the work
-      start_proc haproxy-in haproxy -db -f "$TMP/haproxy-inbound.cfg"
-      pin=$(pid_of haproxy-in)
-      msg=$(wait_tls haproxy-in "$pin" "$HA_IN_PORT") || { CAND_FAIL[$c]="inbound not ready: $msg"; return 1; }
-      start_proc haproxy-out haproxy -db -f "$TMP/haproxy-outbound.cfg"
-      pout=$(pid_of haproxy-out)
-      msg=$(wait_http haproxy-out "$pout" "$(url_of haproxy)") || { CAND_FAIL[$c]="outbound not ready: $msg"; return 1; }
+      start_proc "$c-in" haproxy -db -f "$TMP/$c-inbound.cfg"
+      pin=$(pid_of "$c-in")
+      msg=$(wait_tls "$c-in" "$pin" "$(in_port "$c")") || { CAND_FAIL[$c]="inbound not ready: $msg"; return 1; }
+      start_proc "$c-out" haproxy -db -f "$TMP/$c-outbound.cfg"
+      pout=$(pid_of "$c-out")
+      msg=$(wait_http "$c-out" "$pout" "$(url_of "$c")") || { CAND_FAIL[$c]="outbound not ready: $msg"; return 1; }
       ;;
     floor)
       local id=spiffe://bench.local/sa
@@ -630,6 +641,19 @@ write_report() {
             (c == "direct" ? "—" : num(H[c, "newconn"]) warn(c, "newconn")), (c == "direct" ? "—" : ratio(H[c, "newconn"], H["haproxy", "newconn"])),
             (c == "direct" ? "—" : mib(idleo[c]) " / " mib(idlei[c]))
         }
+        if (R["haproxy-hdr", "h1"] != "" && R["haproxy-hdr", "h1"] != "NA") {
+          print ""
+          print "Against the pair doing the same header work (`haproxy-hdr`): "
+          print ""
+          print "| candidate | h1 req/s ×haproxy-hdr | CPU µs/req ×haproxy-hdr | p99 @" rate "/s ×haproxy-hdr |"
+          print "|---|---:|---:|---:|"
+          for (ci = 1; ci <= nc; ci++) {
+            c = cands[ci]
+            if (c == "direct" || c == "haproxy-hdr") continue
+            printf "| %s | %s | %s | %s |\n", c, ratio(R[c, "h1"], R["haproxy-hdr", "h1"]),
+              ratio(CU[c, "h1"], CU["haproxy-hdr", "h1"]), ratio(P99[c, "fixed"], P99["haproxy-hdr", "fixed"])
+          }
+        }
         print ""
         print "⚠ = that run had errors or a bad status (see its table). req/s and conn/s ×haproxy > 1 is better; CPU and p99 ×haproxy < 1 is better. \"mTLS conns\" = established connections from the outbound to the inbound proxy at the end of each run (`ss`; one figure per round). Closed-loop latency is at saturation; the fixed-rate run is the latency figure."
         if (length(om) > 0) {
@@ -647,6 +671,9 @@ write_report() {
     echo "## Notes"
     echo
     echo "- Identity checks differ: outrider's outbound checks that the server's SPIFFE ID equals the backend's \`tls.identity\` and the inbound extracts and checks the caller's single SPIFFE URI SAN (and sets \`x-outrider-peer-identity\`); haproxy verifies the chain against the CA only (no URI SAN check: not native); nginx B verifies the client chain, nginx A does not verify B at all (\`proxy_ssl_verify\` would check a DNS name, and the certificates carry only a URI SAN). outrider does the most work per handshake."
+    if has_candidate haproxy-hdr; then
+      echo "- \`haproxy-hdr\` is the haproxy pair configured to do the per-request header work outrider's contract asks (SPEC §6; \`benches/mesh/haproxy-hdr-*.cfg\`): \`x-request-id\` kept or generated (a random UUID) and echoed on the response, \`traceparent\` continued or started with a new random span id on each proxy, \`x-forwarded-for\` appended and the caller's identity set for the app on the inbound (the certificate's subject DN: haproxy 2.6 has no URI SAN fetch). The plain \`haproxy\` pair does none of these; outrider's pair does all of them (and validates \`traceparent\`, continues B3, counts per route and backend)."
+    fi
     if has_candidate floor; then
       echo "- \`floor\` is not a product: \`examples/mesh_floor.rs\`, outrider's transport (the same rustls configurations and SPIFFE checks, \`h2\` client settings, hyper servers, early connection polls) with no routing, policies, retries, telemetry, request ids or access log. Its gap to haproxy is the cost of the stack (tokio, hyper, h2, rustls); outrider's gap to it is outrider's own request path."
     fi
@@ -708,6 +735,7 @@ has_candidate outrider && ports+=("$OR_OUT_PORT" "$OR_IN_PORT" "$OR_OUT_ADMIN_PO
 has_candidate nginx && ports+=("$NG_OUT_PORT" "$NG_IN_PORT")
 has_candidate haproxy && ports+=("$HA_OUT_PORT" "$HA_IN_PORT")
 has_candidate floor && ports+=("$FL_OUT_PORT" "$FL_IN_PORT")
+has_candidate haproxy-hdr && ports+=("$HH_OUT_PORT" "$HH_IN_PORT")
 check_ports "${ports[@]}"
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
