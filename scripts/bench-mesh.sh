@@ -17,8 +17,7 @@
 #             (SPEC §6; benches/mesh/haproxy-hdr-*.cfg): x-request-id kept or generated and
 #             echoed, traceparent continued or started with a new span id per hop,
 #             x-forwarded-for appended and the caller's identity set on the inbound. The same
-#             job as outrider's pair, as far as haproxy's configuration can express it. Not in
-#             the default candidate list.
+#             job as outrider's pair, as far as haproxy's configuration can express it.
 #   nginx     two nginx (1 worker): A -> HTTP/1.1 over mTLS, upstream keep-alive -> B
 #             (nginx cannot proxy to an h2 upstream; A cannot verify B: see the config comments)
 #   floor     two `mesh_floor` (examples/mesh_floor.rs): outrider's transport with nothing on it
@@ -93,7 +92,7 @@ QUICK=0
 NO_BUILD=0
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 ROUNDS=${BENCH_ROUNDS:-1}
-CANDIDATES_ARG=${BENCH_CANDIDATES:-direct,outrider,haproxy,nginx}
+CANDIDATES_ARG=${BENCH_CANDIDATES:-direct,outrider,haproxy,haproxy-hdr,nginx}
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;

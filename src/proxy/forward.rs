@@ -48,6 +48,9 @@ pub struct Call<'a> {
     /// when the app refuses connections its sessions are gone, so the answer is 404 and the
     /// client re-initializes (inbound side of `session_affinity`).
     pub session_bound: bool,
+    /// A protocol upgrade (WebSocket) whose `Upgrade` field the caller kept: one try only,
+    /// nothing buffered.
+    pub upgrade: bool,
 }
 
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
@@ -85,20 +88,17 @@ pub async fn forward(
         backend: name.clone(),
         timeout: call.timeout,
     };
-    let permit = match deadline {
-        Some(d) => match tokio::time::timeout_at(d.into(), backend.policy.acquire()).await {
-            Ok(p) => p,
-            Err(_) => return Err(timeout_err()),
-        },
-        None => backend.policy.acquire().await,
-    }
-    .map_err(|o| ProxyError::Overloaded {
-        what: format!("backend {name} ({o})"),
-    })?;
+    let permit = match backend.policy.try_acquire() {
+        Some(p) => p,
+        // Boxed, like every await off the common path: forward's future stays small.
+        None => Box::pin(wait_for_slot(backend, deadline))
+            .await
+            .ok_or_else(timeout_err)??,
+    };
 
     let (mut parts, incoming) = req.into_parts();
-    prepare(&mut parts, backend.backend.protocol, authority);
-    let upgrade = parts.headers.contains_key(http::header::UPGRADE);
+    let has_host = prepare(&mut parts, backend.backend.protocol, authority);
+    let upgrade = call.upgrade;
     let settings = call.retry.map(|r| &r.settings);
     let mut attempts = settings.map_or(1, |s| s.attempts);
     // A request of an MCP session goes to the endpoint that issued the session, with the
@@ -205,13 +205,14 @@ pub async fn forward(
             (None, None) => unreachable!("a streamed body allows one try"),
         };
         let req = if tries < attempts {
-            build(&parts, authority, body)
+            build(&parts, authority, body, has_host)
         } else {
             // The last possible try takes the parts: no header copy on the common path.
             build_owned(
                 std::mem::replace(&mut parts, placeholder_parts()),
                 authority,
                 body,
+                has_host,
             )
         };
         let in_flight = ep.stats.start();
@@ -354,6 +355,23 @@ pub async fn forward(
     }
 }
 
+/// Waits for a slot of the backend (its `max_pending` queue), until the route's deadline:
+/// `None` when the deadline passed first.
+async fn wait_for_slot(
+    backend: &BackendState,
+    deadline: Option<Instant>,
+) -> Option<Result<Permit, ProxyError>> {
+    let acquired = match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), backend.policy.acquire())
+            .await
+            .ok()?,
+        None => backend.policy.acquire().await,
+    };
+    Some(acquired.map_err(|o| ProxyError::Overloaded {
+        what: format!("backend {} ({o})", backend.backend.name),
+    }))
+}
+
 /// A session id issued by the endpoint is sealed with the endpoint before the client sees it;
 /// `outrider_mcp_sessions` counts sessions started and not deleted.
 fn seal_session(
@@ -383,17 +401,30 @@ fn seal_session(
     }
 }
 
-/// Rewrites what does not change between tries: version and Host.
-fn prepare(parts: &mut http::request::Parts, protocol: Protocol, authority: Option<HeaderValue>) {
+/// Rewrites what does not change between tries: version and Host. Returns whether the
+/// request now has a `Host` field (an HTTP/2 upstream needs none).
+fn prepare(
+    parts: &mut http::request::Parts,
+    protocol: Protocol,
+    authority: Option<HeaderValue>,
+) -> bool {
     match protocol {
-        Protocol::Http2 => parts.version = Version::HTTP_2,
+        Protocol::Http2 => {
+            parts.version = Version::HTTP_2;
+            true
+        }
         Protocol::Http1 | Protocol::Auto => {
             parts.version = Version::HTTP_11;
             // HTTP/2 clients send :authority, not Host; an HTTP/1.1 upstream needs Host.
-            if !parts.headers.contains_key(header::HOST) {
-                if let Some(a) = authority {
+            if parts.headers.contains_key(header::HOST) {
+                return true;
+            }
+            match authority {
+                Some(a) => {
                     parts.headers.insert(header::HOST, a);
+                    true
                 }
+                None => false,
             }
         }
     }
@@ -404,13 +435,16 @@ fn build(
     parts: &http::request::Parts,
     authority: &http::uri::Authority,
     body: UpstreamBody,
+    has_host: bool,
 ) -> Request<UpstreamBody> {
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = endpoint_uri(&parts.uri, authority);
     *req.version_mut() = parts.version;
     *req.headers_mut() = parts.headers.clone();
-    ensure_host(&mut req, authority);
+    if !has_host {
+        ensure_host(&mut req, authority);
+    }
     req
 }
 
@@ -418,10 +452,13 @@ fn build_owned(
     mut parts: http::request::Parts,
     authority: &http::uri::Authority,
     body: UpstreamBody,
+    has_host: bool,
 ) -> Request<UpstreamBody> {
     parts.uri = endpoint_uri(&parts.uri, authority);
     let mut req = Request::from_parts(parts, body);
-    ensure_host(&mut req, authority);
+    if !has_host {
+        ensure_host(&mut req, authority);
+    }
     req
 }
 
@@ -443,8 +480,9 @@ fn endpoint_uri(original: &Uri, authority: &http::uri::Authority) -> Uri {
     Uri::from_parts(uri).expect("scheme, authority and path make a valid URI")
 }
 
+/// A request [`prepare`] left without `Host` gets the endpoint's.
 fn ensure_host(req: &mut Request<UpstreamBody>, authority: &http::uri::Authority) {
-    if req.version() != Version::HTTP_2 && !req.headers().contains_key(header::HOST) {
+    if req.version() != Version::HTTP_2 {
         // HTTP/1.0 clients may send no Host at all; HTTP/1.1 upstreams require one.
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
             req.headers_mut().insert(header::HOST, v);

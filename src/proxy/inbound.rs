@@ -6,22 +6,27 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::audit;
+use super::body::UpstreamBody;
 use super::body::{Guards, ProxyBody};
 use super::error::ProxyError;
-use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
+use super::forward::{forward, spawn_tunnel, take_upgrade, Call, Forwarded, TryInfo};
 use super::headers;
 use super::inspect::{inspect, Inspection};
 use super::{ConnGuard, Worker};
 use crate::config::model::{authorize, AuthzRule, Mode};
 use crate::config::validate::defaults;
 use crate::mcp::Classification;
+use crate::snapshot::{BackendState, Snapshot};
 use crate::telemetry::metrics::Direction;
+use crate::telemetry::metrics::RouteBackendMetrics;
 use crate::telemetry::propagation;
 use crate::telemetry::propagation::adopt_meta_traceparent;
 
@@ -58,6 +63,8 @@ impl Inbound {
         }
     }
 
+    /// The whole request, in one future: admission, header rules and finishing are plain
+    /// functions over the request (no nested futures built and moved per request).
     pub async fn handle(
         self: Arc<Self>,
         mut req: Request<Incoming>,
@@ -65,7 +72,8 @@ impl Inbound {
         let shared = &self.worker.shared;
         let observe = shared.access_log.is_some() || shared.otlp.is_some();
         let mut env = audit::Envelope::open(&mut req, observe);
-        let result = self.forward(req, env.start, &mut env.meta).await;
+        let snap = shared.snapshot.load_full();
+        let result = self.serve(&snap, req, &mut env).await;
         let peer = self.identity.as_deref();
         let mut rsp = env.close(result, Direction::Inbound, shared, peer);
         if headers::first_block(&self.seeded) {
@@ -74,54 +82,106 @@ impl Inbound {
         Ok(rsp)
     }
 
-    async fn forward(
+    /// Admission, body inspection, the app's call. Inline in [`Inbound::handle`]'s future (one
+    /// `async fn` awaited once, not boxed).
+    #[inline(always)]
+    async fn serve(
         &self,
+        snap: &Snapshot,
         mut req: Request<Incoming>,
-        start: Instant,
-        meta: &mut audit::Meta,
+        env: &mut audit::Envelope,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let shared = &self.worker.shared;
-        let snap = shared.snapshot.load_full();
-        let inbound = snap.loaded.config.inbound.as_ref();
-        let peer = self.identity.as_deref();
-        let deny = |what: Option<String>| {
-            shared
-                .metrics
-                .authz_denied
-                .with_label_values(&["inbound", peer.unwrap_or("")])
-                .inc();
-            ProxyError::Forbidden {
-                peer: peer.unwrap_or("(unauthenticated)").to_owned(),
-                what,
-            }
-        };
-        // A plaintext connection opened before a reload switched the listener to strict.
-        if inbound.is_some_and(|i| i.mode == Mode::Strict) && peer.is_none() {
-            return Err(deny(None));
-        }
-        let rules = inbound.and_then(|i| i.authorize.as_deref());
-        // A caller no rule admits is refused before its body is read.
-        if rules.is_some_and(|rules| !rules.iter().any(|r| r.allows(peer))) {
-            return Err(deny(None));
-        }
+        let rules = self.admit(snap)?;
         let upgrade = take_upgrade(&mut req);
-        let (mut req, mcp) = match inspect(req) {
-            Inspection::Pass(req) => (req, None),
+        let mut req = match inspect(req) {
+            Inspection::Pass(req) => req,
             Inspection::Read(p) => {
                 let config = &snap.loaded.config;
-                p.classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
-                    .await?
+                let (req, mcp) = p
+                    .classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
+                    .await?;
+                env.meta.mcp = mcp;
+                req
             }
         };
-        meta.mcp = mcp;
+        let to = self.prepare(snap, rules, &mut req, upgrade.is_some(), env)?;
+        let call = Call {
+            backend: to.app,
+            worker: self.worker.id,
+            timeout: Duration::ZERO,
+            mcp_idempotent: false,
+            retry: None,
+            budget: None,
+            route: "",
+            budget_exhausted: None,
+            retries: None,
+            sessions: None,
+            // By comparing names: cheaper than hashing this one on a request's few fields.
+            session_bound: req
+                .headers()
+                .keys()
+                .any(|k| k == super::forward::MCP_SESSION_ID),
+            upgrade: upgrade.is_some(),
+        };
+        let mut info = TryInfo::default();
+        // Boxed: the request future stays small, so hyper and tokio move less per request.
+        let sent = Box::pin(forward(call, req, to.authority, &mut info)).await;
+        env.meta.attempts = info.attempts;
+        env.meta.upstream = info.upstream;
+        self.finish(sent, upgrade, to.permit, snap, to.metrics, env)
+    }
+
+    /// The caller's admission before its body is read: a plaintext connection opened before a
+    /// reload made the listener strict, and callers no rule admits, are refused. Returns the
+    /// rules to check the request against once classified.
+    fn admit<'s>(&self, snap: &'s Snapshot) -> Result<Option<&'s [AuthzRule]>, ProxyError> {
+        let inbound = snap.loaded.config.inbound.as_ref();
+        let peer = self.identity.as_deref();
+        if inbound.is_some_and(|i| i.mode == Mode::Strict) && peer.is_none() {
+            return Err(self.deny(None));
+        }
+        let rules = inbound.and_then(|i| i.authorize.as_deref());
+        if rules.is_some_and(|rules| !rules.iter().any(|r| r.allows(peer))) {
+            return Err(self.deny(None));
+        }
+        Ok(rules)
+    }
+
+    /// A denial, counted.
+    fn deny(&self, what: Option<String>) -> ProxyError {
+        let peer = self.identity.as_deref();
+        self.worker
+            .shared
+            .metrics
+            .authz_denied
+            .with_label_values(&["inbound", peer.unwrap_or("")])
+            .inc();
+        ProxyError::Forbidden {
+            peer: peer.unwrap_or("(unauthenticated)").to_owned(),
+            what,
+        }
+    }
+
+    /// The classified request's authorization, the listener's concurrency slot, and the header
+    /// rules (hop-by-hop, the caller's identity, `x-forwarded-for`, trace context).
+    fn prepare<'s>(
+        &self,
+        snap: &'s Snapshot,
+        rules: Option<&[AuthzRule]>,
+        req: &mut Request<UpstreamBody>,
+        upgrade: bool,
+        env: &mut audit::Envelope,
+    ) -> Result<ToApp<'s>, ProxyError> {
+        let meta = &mut env.meta;
         adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
         if let Some(rules) = rules {
+            let peer = self.identity.as_deref();
             let c = meta.mcp.as_ref();
             // A session's SSE stream (GET) or its end (DELETE): no JSON-RPC body to check.
             let session_io = matches!(*req.method(), http::Method::GET | http::Method::DELETE)
                 && req.headers().contains_key(&super::forward::MCP_SESSION_ID);
             if !authorize(rules, peer, c, session_io) {
-                return Err(deny(c.and_then(|c| refused(rules, peer, c))));
+                return Err(self.deny(c.and_then(|c| refused(rules, peer, c))));
             }
         }
         let permit = match &snap.inbound_limit {
@@ -146,7 +206,7 @@ impl Inbound {
             .authority()
             .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
         let h = req.headers_mut();
-        headers::strip_hop_by_hop(h, upgrade.is_some());
+        headers::strip_hop_by_hop(h, upgrade);
         // Only a verified mTLS peer may carry an identity; never trust one a client sent
         // (`insert` replaces every value a client sent).
         match &self.identity_value {
@@ -159,44 +219,45 @@ impl Inbound {
         }
         headers::append_forwarded_for(h, &self.peer_ip);
         meta.span = Some(propagation::propagate(h, &snap.loaded.config.tracing));
+        let shared = &self.worker.shared;
         if shared.access_log.is_some() || shared.otlp.is_some() {
             // Only the access log and spans read it (no allocation per request otherwise).
             meta.backend.push_str(crate::snapshot::APP_BACKEND);
         }
+        Ok(ToApp {
+            app,
+            metrics,
+            permit,
+            authority,
+        })
+    }
 
-        let call = Call {
-            backend: app,
-            worker: self.worker.id,
-            timeout: Duration::ZERO,
-            mcp_idempotent: false,
-            retry: None,
-            budget: None,
-            route: "",
-            budget_exhausted: None,
-            retries: None,
-            sessions: None,
-            // By comparing names: cheaper than hashing this one on a request's few fields.
-            session_bound: req
-                .headers()
-                .keys()
-                .any(|k| k == super::forward::MCP_SESSION_ID),
-        };
-        let mut info = TryInfo::default();
-        // Boxed: the request future stays small, so hyper and tokio move less per request.
-        let result = Box::pin(forward(call, req, authority, &mut info)).await;
-        meta.attempts = info.attempts;
-        meta.upstream = info.upstream;
-        let (mut rsp, (backend_permit, lease)) = match result {
-            Ok(f) => (f.response, (f.permit, f.lease)),
+    /// Metrics, the tunnel of an upgrade, and the response's hop-by-hop rules.
+    fn finish(
+        &self,
+        sent: Result<Forwarded, ProxyError>,
+        upgrade: Option<OnUpgrade>,
+        permit: Option<OwnedSemaphorePermit>,
+        snap: &Snapshot,
+        metrics: &RouteBackendMetrics,
+        env: &audit::Envelope,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let mcp = env.meta.mcp.as_ref();
+        let Forwarded {
+            response: mut rsp,
+            permit: backend_permit,
+            lease,
+        } = match sent {
+            Ok(f) => f,
             Err(e) => {
-                metrics.record(e.status().as_u16(), start.elapsed(), meta.mcp.as_ref());
+                metrics.record(e.status().as_u16(), env.start.elapsed(), mcp);
                 return Err(e);
             }
         };
         if let Some(up) = upgrade {
             spawn_tunnel(up, &mut rsp, self.conn.clone());
         }
-        metrics.record(rsp.status().as_u16(), start.elapsed(), meta.mcp.as_ref());
+        metrics.record(rsp.status().as_u16(), env.start.elapsed(), mcp);
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
         headers::mark_event_stream(rsp.headers_mut());
@@ -218,6 +279,14 @@ impl Inbound {
             }
         }))
     }
+}
+
+/// Where [`Inbound::prepare`] sends a request: the app, with the listener's slot.
+struct ToApp<'s> {
+    app: &'s BackendState,
+    metrics: &'s RouteBackendMetrics,
+    permit: Option<OwnedSemaphorePermit>,
+    authority: Option<http::HeaderValue>,
 }
 
 /// What a denial names: the first message no rule allows (`tool x`, `method y`).

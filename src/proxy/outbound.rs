@@ -4,22 +4,27 @@
 //! forward (route timeout to headers), response header rules, metrics.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use super::audit;
+use super::body::UpstreamBody;
 use super::body::{Guards, ProxyBody};
 use super::error::ProxyError;
-use super::forward::{forward, spawn_tunnel, take_upgrade, Call, TryInfo};
+use super::forward::{forward, spawn_tunnel, take_upgrade, Call, Forwarded, TryInfo};
 use super::headers;
 use super::inspect::{inspect, Inspection};
 use super::{ConnGuard, Worker};
 use crate::balance;
+use crate::config::model::Route;
+use crate::mcp::session::SessionKey;
 use crate::routing;
+use crate::snapshot::{BackendState, RouteState, Snapshot};
 use crate::telemetry::metrics::Direction;
+use crate::telemetry::metrics::RouteBackendMetrics;
 use crate::telemetry::propagation;
 use crate::telemetry::propagation::adopt_meta_traceparent;
 
@@ -37,6 +42,8 @@ impl Outbound {
         }
     }
 
+    /// The whole request, in one future: routing and finishing are plain functions over the
+    /// request (no nested futures built and moved per request).
     pub async fn handle(
         self: Arc<Self>,
         mut req: Request<Incoming>,
@@ -44,28 +51,60 @@ impl Outbound {
         let shared = &self.worker.shared;
         let observe = shared.access_log.is_some() || shared.otlp.is_some();
         let mut env = audit::Envelope::open(&mut req, observe);
-        let result = self.route(req, env.start, &mut env.meta).await;
+        let snap = shared.snapshot.load_full();
+        let upgrade = take_upgrade(&mut req);
+        let mut req = match inspect(req) {
+            Inspection::Pass(req) => req,
+            Inspection::Read(p) => {
+                let config = &snap.loaded.config;
+                match p
+                    .classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
+                    .await
+                {
+                    Ok((req, mcp)) => {
+                        env.meta.mcp = mcp;
+                        req
+                    }
+                    Err(e) => return Ok(env.close(Err(e), Direction::Outbound, shared, None)),
+                }
+            }
+        };
+        let result = match self.route(&snap, &mut req, upgrade.is_some(), &mut env.meta) {
+            Err(e) => Err(e),
+            Ok(routed) => {
+                let call = Call {
+                    backend: routed.backend,
+                    worker: self.worker.id,
+                    timeout: routed.route.timeout,
+                    mcp_idempotent: routed.mcp_idempotent,
+                    retry: routed.route.retry.as_ref().filter(|_| upgrade.is_none()),
+                    budget: routed.state.budget.as_deref(),
+                    route: &routed.route.name,
+                    budget_exhausted: Some(&routed.state.budget_exhausted),
+                    retries: Some(&shared.metrics.retries),
+                    sessions: routed.sessions.as_ref().map(|(k, g)| (&**k, g)),
+                    session_bound: false,
+                    upgrade: upgrade.is_some(),
+                };
+                let mut info = TryInfo::default();
+                // Boxed: the request future stays small, so hyper and tokio move less per request.
+                let sent = Box::pin(forward(call, req, routed.authority, &mut info)).await;
+                env.meta.attempts = info.attempts;
+                env.meta.upstream = info.upstream;
+                self.finish(sent, upgrade, &snap, routed.route, routed.metrics, &env)
+            }
+        };
         Ok(env.close(result, Direction::Outbound, shared, None))
     }
 
-    async fn route(
+    /// Trace context, the route and backend, and the request's header rules.
+    fn route<'s>(
         &self,
-        req: Request<Incoming>,
-        start: Instant,
+        snap: &'s Snapshot,
+        req: &mut Request<UpstreamBody>,
+        upgrade: bool,
         meta: &mut audit::Meta,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let snap = self.worker.shared.snapshot.load_full();
-        let config = &snap.loaded.config;
-        let mut req = req;
-        let upgrade = take_upgrade(&mut req);
-        let (mut req, mcp) = match inspect(req) {
-            Inspection::Pass(req) => (req, None),
-            Inspection::Read(p) => {
-                p.classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
-                    .await?
-            }
-        };
-        meta.mcp = mcp;
+    ) -> Result<Routed<'s>, ProxyError> {
         adopt_meta_traceparent(req.headers_mut(), meta.mcp.as_ref());
         // Every request gets its hop's span, routed or not (the access log shows it).
         meta.span = Some(propagation::propagate(
@@ -97,21 +136,19 @@ impl Outbound {
                 path: req.uri().path().to_owned(),
             });
         };
-        let rs = &snap.routes[idx];
-        let route = &rs.route;
+        let state = &snap.routes[idx];
+        let route = &state.route;
         let pick = balance::weighted(&route.to, route.total_weight);
         let backend = &snap.backends[route.to[pick].0];
-        let metrics = &rs.metrics[pick];
 
-        headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
+        headers::strip_hop_by_hop(req.headers_mut(), upgrade);
         headers::apply_edits(req.headers_mut(), &route.request_headers);
-        if self.worker.shared.access_log.is_some() || self.worker.shared.otlp.is_some() {
+        let shared = &self.worker.shared;
+        if shared.access_log.is_some() || shared.otlp.is_some() {
             meta.route.clone_from(&route.name);
             meta.backend.clone_from(&backend.backend.name);
         }
-
         let sessions = backend.backend.session_affinity.then(|| {
-            let shared = &self.worker.shared;
             (
                 shared.sessions.clone(),
                 shared
@@ -124,35 +161,43 @@ impl Outbound {
             (Some(c), Some(r)) => crate::mcp::is_idempotent(c, &r.idempotent_tools),
             _ => false,
         };
-        let call = Call {
+        Ok(Routed {
+            state,
+            route,
             backend,
-            worker: self.worker.id,
-            timeout: route.timeout,
+            metrics: &state.metrics[pick],
+            authority,
+            sessions,
             mcp_idempotent,
-            retry: route.retry.as_ref().filter(|_| upgrade.is_none()),
-            budget: rs.budget.as_deref(),
-            route: &route.name,
-            budget_exhausted: Some(&rs.budget_exhausted),
-            retries: Some(&self.worker.shared.metrics.retries),
-            sessions: sessions.as_ref().map(|(k, g)| (&**k, g)),
-            session_bound: false,
-        };
-        let mut info = TryInfo::default();
-        // Boxed: the request future stays small, so hyper and tokio move less per request.
-        let result = Box::pin(forward(call, req, authority, &mut info)).await;
-        meta.attempts = info.attempts;
-        meta.upstream = info.upstream;
-        let (mut rsp, (permit, lease)) = match result {
-            Ok(f) => (f.response, (f.permit, f.lease)),
+        })
+    }
+
+    /// Metrics, the tunnel of an upgrade, and the response's header rules.
+    fn finish(
+        &self,
+        sent: Result<Forwarded, ProxyError>,
+        upgrade: Option<OnUpgrade>,
+        snap: &Snapshot,
+        route: &Route,
+        metrics: &RouteBackendMetrics,
+        env: &audit::Envelope,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let mcp = env.meta.mcp.as_ref();
+        let Forwarded {
+            response: mut rsp,
+            permit,
+            lease,
+        } = match sent {
+            Ok(f) => f,
             Err(e) => {
-                metrics.record(e.status().as_u16(), start.elapsed(), meta.mcp.as_ref());
+                metrics.record(e.status().as_u16(), env.start.elapsed(), mcp);
                 return Err(e);
             }
         };
         if let Some(up) = upgrade {
             spawn_tunnel(up, &mut rsp, self.conn.clone());
         }
-        metrics.record(rsp.status().as_u16(), start.elapsed(), meta.mcp.as_ref());
+        metrics.record(rsp.status().as_u16(), env.start.elapsed(), mcp);
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
         headers::mark_event_stream(rsp.headers_mut());
@@ -175,4 +220,16 @@ impl Outbound {
             }
         }))
     }
+}
+
+/// Where [`Outbound::route`] sends a request.
+struct Routed<'s> {
+    state: &'s RouteState,
+    route: &'s Route,
+    backend: &'s BackendState,
+    metrics: &'s RouteBackendMetrics,
+    authority: Option<HeaderValue>,
+    /// `session_affinity: mcp`: the key sealing session ids, and the live-sessions gauge.
+    sessions: Option<(Arc<SessionKey>, prometheus::IntGauge)>,
+    mcp_idempotent: bool,
 }

@@ -51,6 +51,11 @@ impl Backend {
         self.limiter.acquire().await
     }
 
+    /// Step 1 when a slot is free now: no waiting, so no future and no timer.
+    pub fn try_acquire(&self) -> Option<Permit> {
+        self.limiter.try_acquire()
+    }
+
     /// Step 2: the endpoint for this try. `avoid`: the endpoint of the previous try.
     pub fn pick<E: AsRef<Endpoint>>(
         &self,

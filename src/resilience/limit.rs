@@ -68,8 +68,8 @@ impl Limiter {
 
     /// A slot without waiting, or `Overloaded` when none is free and `max_pending` are queued.
     pub async fn acquire(&self) -> Result<Permit, Overloaded> {
-        if let Ok(p) = Arc::clone(&self.active).try_acquire_owned() {
-            return Ok(Permit(p));
+        if let Some(p) = self.try_acquire() {
+            return Ok(p);
         }
         let _pending = self.reserve_pending().ok_or(self.overloaded())?;
         Arc::clone(&self.active)
@@ -80,6 +80,14 @@ impl Limiter {
     }
 
     /// Active requests now (`outrider_backend_active_requests`).
+    /// A slot if one is free now (the common case, with no future and no timer to set up).
+    pub fn try_acquire(&self) -> Option<Permit> {
+        Arc::clone(&self.active)
+            .try_acquire_owned()
+            .ok()
+            .map(Permit)
+    }
+
     pub fn active(&self) -> usize {
         self.settings
             .max_concurrent_requests
