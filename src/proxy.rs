@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod inspect;
 pub mod outbound;
 pub mod pool;
+pub mod timer;
 pub mod wake;
 
 use std::net::SocketAddr;
@@ -337,7 +338,10 @@ where
     let io = TokioIo::new(io);
     let result: Result<(), body::BoxError> = match proto {
         Proto::Http1 => {
-            let conn = b.h1.serve_connection(io, svc).with_upgrades();
+            // The connection's own header-read timer, reused request after request.
+            let mut h1 = b.h1.clone();
+            h1.timer(timer::ConnTimer::new());
+            let conn = h1.serve_connection(io, svc).with_upgrades();
             until_drained(conn, worker, |c| c.graceful_shutdown())
                 .await
                 .map_err(Into::into)
@@ -362,7 +366,9 @@ where
             result.map_err(Into::into)
         }
         Proto::Detect => {
-            let conn = b.auto.serve_connection_with_upgrades(io, svc);
+            let mut auto = b.auto.clone();
+            auto.http1().timer(timer::ConnTimer::new());
+            let conn = auto.serve_connection_with_upgrades(io, svc);
             until_drained(conn, worker, |c| c.graceful_shutdown()).await
         }
     };

@@ -6,6 +6,9 @@
 //! backoff, upstream URI/version/Host rewriting, error classification, WebSocket tunnels.
 //! The wire itself is the worker's connection pool of the backend (`pool`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,6 +25,7 @@ use super::body::{RespBody, UpstreamBody};
 use super::error::{from_send_error, ProxyError};
 use super::headers;
 use super::pool::Lease;
+use super::timer::ConnTimer;
 use crate::config::model::{Protocol, RouteRetry};
 use crate::mcp::session::SessionKey;
 use crate::resilience::retry::is_idempotent_method;
@@ -51,6 +55,9 @@ pub struct Call<'a> {
     /// A protocol upgrade (WebSocket) whose `Upgrade` field the caller kept: one try only,
     /// nothing buffered.
     pub upgrade: bool,
+    /// The connection's timer for route and per-try timeouts (see `timer`); `None`: a new
+    /// timer per try.
+    pub timer: Option<&'a ConnTimer>,
 }
 
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
@@ -226,9 +233,19 @@ pub async fn forward(
         // stays small and is moved less.
         let call_fut = Box::pin(backend.pools[call.worker].send(ep.addr, req));
         let result = match until {
-            Some(u) => tokio::time::timeout_at(u.into(), call_fut)
+            Some(u) => {
+                let mut call_fut = call_fut;
+                let mut expiry = match call.timer {
+                    Some(t) => t.sleep_until(u.into()),
+                    None => ConnTimer::new().sleep_until(u.into()),
+                };
+                // The response first, as `tokio::time::timeout` does.
+                std::future::poll_fn(|cx| match call_fut.as_mut().poll(cx) {
+                    Poll::Ready(r) => Poll::Ready(Ok(r)),
+                    Poll::Pending => Pin::new(&mut expiry).poll(cx).map(Err),
+                })
                 .await
-                .map_err(|_| ()),
+            }
             None => Ok(call_fut.await),
         };
         drop(in_flight);

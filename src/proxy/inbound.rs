@@ -122,6 +122,7 @@ impl Inbound {
                 .keys()
                 .any(|k| k == super::forward::MCP_SESSION_ID),
             upgrade: upgrade.is_some(),
+            timer: None,
         };
         let mut info = TryInfo::default();
         // Boxed: the request future stays small, so hyper and tokio move less per request.

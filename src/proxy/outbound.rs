@@ -17,6 +17,7 @@ use super::error::ProxyError;
 use super::forward::{forward, spawn_tunnel, take_upgrade, Call, Forwarded, TryInfo};
 use super::headers;
 use super::inspect::{inspect, Inspection};
+use super::timer::ConnTimer;
 use super::{ConnGuard, Worker};
 use crate::balance;
 use crate::config::model::Route;
@@ -32,6 +33,8 @@ use crate::telemetry::propagation::adopt_meta_traceparent;
 pub struct Outbound {
     worker: Arc<Worker>,
     conn: Arc<ConnGuard>,
+    /// The connection's timer for route timeouts, reused request after request.
+    route_timer: ConnTimer,
 }
 
 impl Outbound {
@@ -39,6 +42,7 @@ impl Outbound {
         Outbound {
             worker,
             conn: Arc::new(conn),
+            route_timer: ConnTimer::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl Outbound {
                     sessions: routed.sessions.as_ref().map(|(k, g)| (&**k, g)),
                     session_bound: false,
                     upgrade: upgrade.is_some(),
+                    timer: Some(&self.route_timer),
                 };
                 let mut info = TryInfo::default();
                 // Boxed: the request future stays small, so hyper and tokio move less per request.

@@ -88,6 +88,11 @@ async fn slow_upstream_is_judged_against_the_route_timeout() {
 
     let late = proxy.get("hasty", "/").await;
     assert_failure(&proxy, &late, 504, "timeout").await;
+
+    // The client's connection keeps one route timer (`proxy::timer`): moved earlier (5 s, then
+    // 200 ms), it fired; moved later again, it must not fire at once.
+    let again = proxy.get("patient", "/").await;
+    assert_eq!(again.status, 200, "{}", again.text());
 }
 
 #[tokio::test]

@@ -65,6 +65,43 @@ async fn slowloris_is_disconnected_after_header_read_timeout() {
     assert_still_serving(&proxy).await;
 }
 
+/// The header-read timer is the connection's own, reused request after request
+/// (`proxy::timer`): after a served request the next head is still timed, on a connection
+/// served as HTTP/1.1 from its first byte (GET) and on one sniffed for h2c first (POST).
+#[tokio::test]
+async fn slowloris_after_a_served_request_is_disconnected_too() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr)
+        .limits(
+            "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }",
+        )
+        .start();
+
+    for first in [
+        &b"GET /first HTTP/1.1\r\nhost: svc\r\n\r\n"[..],
+        &b"POST /first HTTP/1.1\r\nhost: svc\r\ncontent-length: 2\r\n\r\nhi"[..],
+    ] {
+        let mut slow = raw::connect(proxy.outbound_addr()).await;
+        raw::write(&mut slow, first).await;
+        let head = raw::read_head(&mut slow).await;
+        assert_eq!(raw::status(&head), Some(200), "{head}");
+        raw::write(&mut slow, b"GET /second HTTP/1.1\r\nhost: svc\r\nx-half: ").await;
+        let closed_after = raw::wait_closed(&mut slow, Duration::from_secs(5)).await;
+        assert!(closed_after < Duration::from_secs(5));
+    }
+    let paths: Vec<_> = up
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/first", "/first"],
+        "half requests never reach the upstream"
+    );
+    assert_still_serving(&proxy).await;
+}
+
 #[tokio::test]
 async fn garbage_bytes_get_400() {
     let up = Upstream::echo().await;
