@@ -298,9 +298,11 @@ pub async fn forward(
                 )
             }
         };
+        // Only a 429 or 503 is penalized by its `Retry-After` (no lookup for the others).
         let retry_after = result
             .as_ref()
             .ok()
+            .filter(|r| matches!(r.status().as_u16(), 429 | 503))
             .and_then(|r| r.headers().get(http::header::RETRY_AFTER));
         backend.policy.report(
             &backend.eps,

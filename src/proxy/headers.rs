@@ -32,6 +32,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in headers.keys() {
         present |= hop_bit(name);
     }
+    strip_present(headers, present, upgrade);
+}
+
+/// A response on its way back to the client, from one scan over its fields: hop-by-hop fields
+/// stripped ([`strip_hop_by_hop`]; `switching`: a `101` keeps its upgrade fields), and an SSE
+/// response (`text/event-stream`) marked `x-accel-buffering: no` so that buffering proxies
+/// (nginx and friends) downstream pass its events on at once. Returns whether it is SSE.
+pub fn finish_response(headers: &mut HeaderMap, switching: bool) -> bool {
+    let (mut present, mut content_type) = (0u16, None);
+    for (name, value) in headers.iter() {
+        present |= hop_bit(name);
+        if content_type.is_none() && name == header::CONTENT_TYPE {
+            content_type = Some(value);
+        }
+    }
+    let sse = content_type.is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    strip_present(headers, present, switching);
+    if sse {
+        headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    }
+    sse
+}
+
+/// Removes the hop-by-hop fields whose bits are in `present` (see [`strip_hop_by_hop`]).
+fn strip_present(headers: &mut HeaderMap, present: u16, upgrade: bool) {
     if present == 0 {
         return;
     }
@@ -244,22 +269,6 @@ pub fn peer_value(peer: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value")
 }
 
-pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-}
-
-/// SSE responses tell downstream buffering proxies (nginx and friends) not to buffer them.
-pub fn mark_event_stream(headers: &mut HeaderMap) {
-    let sse = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    if sse {
-        headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
-    }
-}
-
 pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
     for n in &edits.remove {
         headers.remove(n);
@@ -272,6 +281,36 @@ pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_is_stripped_and_marked_in_one_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        assert!(finish_response(&mut h, false));
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(h[X_ACCEL_BUFFERING], "no");
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!finish_response(&mut h, false));
+        assert!(h.get(X_ACCEL_BUFFERING).is_none() && h.get(header::UPGRADE).is_none());
+
+        // A 101 keeps what the upgrade needs.
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        assert!(!finish_response(&mut h, true));
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+    }
 
     #[test]
     fn only_the_first_block_seeds_and_only_the_ids_become_indexable() {

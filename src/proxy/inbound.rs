@@ -260,18 +260,13 @@ impl Inbound {
         }
         metrics.record(rsp.status().as_u16(), env.start.elapsed(), mcp);
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
-        headers::mark_event_stream(rsp.headers_mut());
+        let sse = headers::finish_response(rsp.headers_mut(), is_switch);
         let guards = Guards {
             inbound: permit,
             backend: Some(backend_permit),
             lease,
         };
-        let keepalive = snap
-            .loaded
-            .config
-            .mcp_sse_keepalive
-            .filter(|_| headers::is_event_stream(rsp.headers()));
+        let keepalive = snap.loaded.config.mcp_sse_keepalive.filter(|_| sse);
         Ok(rsp.map(|b| {
             let body = ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, guards);
             match keepalive {

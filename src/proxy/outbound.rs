@@ -204,19 +204,14 @@ impl Outbound {
         }
         metrics.record(rsp.status().as_u16(), env.start.elapsed(), mcp);
         let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        headers::strip_hop_by_hop(rsp.headers_mut(), is_switch);
-        headers::mark_event_stream(rsp.headers_mut());
+        let sse = headers::finish_response(rsp.headers_mut(), is_switch);
         headers::apply_edits(rsp.headers_mut(), &route.response_headers);
         let guards = Guards {
             inbound: None,
             backend: Some(permit),
             lease,
         };
-        let keepalive = snap
-            .loaded
-            .config
-            .mcp_sse_keepalive
-            .filter(|_| headers::is_event_stream(rsp.headers()));
+        let keepalive = snap.loaded.config.mcp_sse_keepalive.filter(|_| sse);
         Ok(rsp.map(|b| {
             let body = ProxyBody::upstream(b, route.idle_timeout, guards);
             match keepalive {
