@@ -251,8 +251,9 @@ pub fn shed_penalty(status: u16, header: Option<&HeaderValue>, now: Instant) -> 
     }
 }
 
+/// Via seconds: `as_nanos` is a `u128`, whose conversion to `f64` is a software routine.
 fn nanos(d: Duration) -> f64 {
-    d.as_nanos() as f64
+    d.as_secs_f64() * 1e9
 }
 
 #[cfg(test)]
