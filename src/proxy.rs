@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod inspect;
 pub mod outbound;
 pub mod pool;
+pub mod reply;
 pub mod timer;
 pub mod wake;
 

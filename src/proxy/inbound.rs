@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::audit;
+use super::body::ProxyBody;
 use super::body::UpstreamBody;
-use super::body::{Guards, ProxyBody};
 use super::error::ProxyError;
-use super::forward::{forward, spawn_tunnel, take_upgrade, Call, Forwarded, TryInfo};
+use super::forward::{forward, take_upgrade, Call, TryInfo};
 use super::headers;
 use super::inspect::{inspect, Inspection};
+use super::reply::Reply;
 use super::{ConnGuard, Worker};
 use crate::config::model::{authorize, AuthzRule, Mode};
 use crate::config::validate::defaults;
@@ -129,7 +129,14 @@ impl Inbound {
         let sent = Box::pin(forward(call, req, to.authority, &mut info)).await;
         env.meta.attempts = info.attempts;
         env.meta.upstream = info.upstream;
-        self.finish(sent, upgrade, to.permit, snap, to.metrics, env)
+        let reply = Reply {
+            metrics: to.metrics,
+            edits: None,
+            idle: defaults::IDLE_TIMEOUT,
+            sse_keepalive: snap.loaded.config.mcp_sse_keepalive,
+            inbound: to.permit,
+        };
+        reply.finish(sent, upgrade, &self.conn, env)
     }
 
     /// The caller's admission before its body is read: a plaintext connection opened before a
@@ -231,49 +238,6 @@ impl Inbound {
             permit,
             authority,
         })
-    }
-
-    /// Metrics, the tunnel of an upgrade, and the response's hop-by-hop rules.
-    fn finish(
-        &self,
-        sent: Result<Forwarded, ProxyError>,
-        upgrade: Option<OnUpgrade>,
-        permit: Option<OwnedSemaphorePermit>,
-        snap: &Snapshot,
-        metrics: &RouteBackendMetrics,
-        env: &audit::Envelope,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let mcp = env.meta.mcp.as_ref();
-        let Forwarded {
-            response: mut rsp,
-            permit: backend_permit,
-            lease,
-        } = match sent {
-            Ok(f) => f,
-            Err(e) => {
-                metrics.record(e.status().as_u16(), env.start.elapsed(), mcp);
-                return Err(e);
-            }
-        };
-        if let Some(up) = upgrade {
-            spawn_tunnel(up, &mut rsp, self.conn.clone());
-        }
-        metrics.record(rsp.status().as_u16(), env.start.elapsed(), mcp);
-        let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        let sse = headers::finish_response(rsp.headers_mut(), is_switch);
-        let guards = Guards {
-            inbound: permit,
-            backend: Some(backend_permit),
-            lease,
-        };
-        let keepalive = snap.loaded.config.mcp_sse_keepalive.filter(|_| sse);
-        Ok(rsp.map(|b| {
-            let body = ProxyBody::upstream(b, defaults::IDLE_TIMEOUT, guards);
-            match keepalive {
-                Some(every) => body.with_sse_keepalive(every),
-                None => body,
-            }
-        }))
     }
 }
 

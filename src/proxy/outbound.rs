@@ -8,15 +8,15 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 
 use super::audit;
+use super::body::ProxyBody;
 use super::body::UpstreamBody;
-use super::body::{Guards, ProxyBody};
 use super::error::ProxyError;
-use super::forward::{forward, spawn_tunnel, take_upgrade, Call, Forwarded, TryInfo};
+use super::forward::{forward, take_upgrade, Call, TryInfo};
 use super::headers;
 use super::inspect::{inspect, Inspection};
+use super::reply::Reply;
 use super::timer::ConnTimer;
 use super::{ConnGuard, Worker};
 use crate::balance;
@@ -96,7 +96,14 @@ impl Outbound {
                 let sent = Box::pin(forward(call, req, routed.authority, &mut info)).await;
                 env.meta.attempts = info.attempts;
                 env.meta.upstream = info.upstream;
-                self.finish(sent, upgrade, &snap, routed.route, routed.metrics, &env)
+                let reply = Reply {
+                    metrics: routed.metrics,
+                    edits: Some(&routed.route.response_headers),
+                    idle: routed.route.idle_timeout,
+                    sse_keepalive: snap.loaded.config.mcp_sse_keepalive,
+                    inbound: None,
+                };
+                reply.finish(sent, upgrade, &self.conn, &env)
             }
         };
         Ok(env.close(result, Direction::Outbound, shared, None))
@@ -175,50 +182,6 @@ impl Outbound {
             sessions,
             mcp_idempotent,
         })
-    }
-
-    /// Metrics, the tunnel of an upgrade, and the response's header rules.
-    fn finish(
-        &self,
-        sent: Result<Forwarded, ProxyError>,
-        upgrade: Option<OnUpgrade>,
-        snap: &Snapshot,
-        route: &Route,
-        metrics: &RouteBackendMetrics,
-        env: &audit::Envelope,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let mcp = env.meta.mcp.as_ref();
-        let Forwarded {
-            response: mut rsp,
-            permit,
-            lease,
-        } = match sent {
-            Ok(f) => f,
-            Err(e) => {
-                metrics.record(e.status().as_u16(), env.start.elapsed(), mcp);
-                return Err(e);
-            }
-        };
-        if let Some(up) = upgrade {
-            spawn_tunnel(up, &mut rsp, self.conn.clone());
-        }
-        metrics.record(rsp.status().as_u16(), env.start.elapsed(), mcp);
-        let is_switch = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        let sse = headers::finish_response(rsp.headers_mut(), is_switch);
-        headers::apply_edits(rsp.headers_mut(), &route.response_headers);
-        let guards = Guards {
-            inbound: None,
-            backend: Some(permit),
-            lease,
-        };
-        let keepalive = snap.loaded.config.mcp_sse_keepalive.filter(|_| sse);
-        Ok(rsp.map(|b| {
-            let body = ProxyBody::upstream(b, route.idle_timeout, guards);
-            match keepalive {
-                Some(every) => body.with_sse_keepalive(every),
-                None => body,
-            }
-        }))
     }
 }
 
