@@ -13,8 +13,7 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::audit;
-use super::body::ProxyBody;
-use super::body::UpstreamBody;
+use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
 use super::forward::{forward, take_upgrade, Call, TryInfo};
 use super::headers;
@@ -25,8 +24,7 @@ use crate::config::model::{authorize, AuthzRule, Mode};
 use crate::config::validate::defaults;
 use crate::mcp::Classification;
 use crate::snapshot::{BackendState, Snapshot};
-use crate::telemetry::metrics::Direction;
-use crate::telemetry::metrics::RouteBackendMetrics;
+use crate::telemetry::metrics::{Direction, RouteBackendMetrics};
 use crate::telemetry::propagation;
 use crate::telemetry::propagation::adopt_meta_traceparent;
 

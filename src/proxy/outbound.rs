@@ -10,8 +10,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::audit;
-use super::body::ProxyBody;
-use super::body::UpstreamBody;
+use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
 use super::forward::{forward, take_upgrade, Call, TryInfo};
 use super::headers;
@@ -24,8 +23,7 @@ use crate::config::model::Route;
 use crate::mcp::session::SessionKey;
 use crate::routing;
 use crate::snapshot::{BackendState, RouteState, Snapshot};
-use crate::telemetry::metrics::Direction;
-use crate::telemetry::metrics::RouteBackendMetrics;
+use crate::telemetry::metrics::{Direction, RouteBackendMetrics};
 use crate::telemetry::propagation;
 use crate::telemetry::propagation::adopt_meta_traceparent;
 
