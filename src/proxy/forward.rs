@@ -435,7 +435,8 @@ fn prepare(
         Protocol::Http1 | Protocol::Auto => {
             parts.version = Version::HTTP_11;
             // HTTP/2 clients send :authority, not Host; an HTTP/1.1 upstream needs Host.
-            if parts.headers.contains_key(header::HOST) {
+            // A pass over the names rather than a hashed lookup: `Host` usually comes first.
+            if parts.headers.keys().any(|k| k == header::HOST) {
                 return true;
             }
             match authority {

@@ -151,7 +151,9 @@ fn hop_bit(name: &HeaderName) -> u16 {
 
 /// True when an HTTP/1.1 request asks for a protocol upgrade (e.g. WebSocket).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    // A pass over the names (standard ones compare as one tag) rather than a hashed lookup:
+    // nearly every request has none.
+    headers.keys().any(|k| k == header::UPGRADE)
         && headers.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
                 s.split(',')
