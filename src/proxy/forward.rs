@@ -55,9 +55,8 @@ pub struct Call<'a> {
     /// A protocol upgrade (WebSocket) whose `Upgrade` field the caller kept: one try only,
     /// nothing buffered.
     pub upgrade: bool,
-    /// The connection's timer for route and per-try timeouts (see `timer`); `None`: a new
-    /// timer per try.
-    pub timer: Option<&'a ConnTimer>,
+    /// The connection's timer for route and per-try timeouts (see `timer`).
+    pub timer: &'a ConnTimer,
 }
 
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
@@ -235,10 +234,7 @@ pub async fn forward(
         let result = match until {
             Some(u) => {
                 let mut call_fut = call_fut;
-                let mut expiry = match call.timer {
-                    Some(t) => t.sleep_until(u.into()),
-                    None => ConnTimer::new().sleep_until(u.into()),
-                };
+                let mut expiry = call.timer.sleep_until(u.into());
                 // The response first, as `tokio::time::timeout` does.
                 std::future::poll_fn(|cx| match call_fut.as_mut().poll(cx) {
                     Poll::Ready(r) => Poll::Ready(Ok(r)),

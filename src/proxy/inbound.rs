@@ -19,6 +19,7 @@ use super::forward::{forward, take_upgrade, Call, TryInfo};
 use super::headers;
 use super::inspect::{inspect, Inspection};
 use super::reply::Reply;
+use super::timer::ConnTimer;
 use super::{ConnGuard, Worker};
 use crate::config::model::{authorize, AuthzRule, Mode};
 use crate::config::validate::defaults;
@@ -40,6 +41,8 @@ pub struct Inbound {
     /// Set by the first response, which seeds HPACK's table when the connection is HTTP/2
     /// ([`headers::seed_hpack_names`]).
     seeded: std::sync::atomic::AtomicBool,
+    /// The connection's timer for per-try timeouts (the app's calls have no route timeout).
+    timer: ConnTimer,
 }
 
 impl Inbound {
@@ -58,6 +61,7 @@ impl Inbound {
             identity,
             conn: Arc::new(conn),
             seeded: std::sync::atomic::AtomicBool::new(false),
+            timer: ConnTimer::new(),
         }
     }
 
@@ -80,9 +84,8 @@ impl Inbound {
         Ok(rsp)
     }
 
-    /// Admission, body inspection, the app's call. Inline in [`Inbound::handle`]'s future (one
-    /// `async fn` awaited once, not boxed).
-    #[inline(always)]
+    /// Admission, body inspection, the app's call (awaited in place by [`Inbound::handle`], not
+    /// boxed).
     async fn serve(
         &self,
         snap: &Snapshot,
@@ -120,7 +123,7 @@ impl Inbound {
                 .keys()
                 .any(|k| k == super::forward::MCP_SESSION_ID),
             upgrade: upgrade.is_some(),
-            timer: None,
+            timer: &self.timer,
         };
         let mut info = TryInfo::default();
         // Boxed: the request future stays small, so hyper and tokio move less per request.

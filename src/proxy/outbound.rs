@@ -87,7 +87,7 @@ impl Outbound {
                     sessions: routed.sessions.as_ref().map(|(k, g)| (&**k, g)),
                     session_bound: false,
                     upgrade: upgrade.is_some(),
-                    timer: Some(&self.route_timer),
+                    timer: &self.route_timer,
                 };
                 let mut info = TryInfo::default();
                 // Boxed: the request future stays small, so hyper and tokio move less per request.
