@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod inspect;
 pub mod outbound;
 pub mod pool;
+pub mod preface;
 pub mod reply;
 pub mod timer;
 pub mod wake;
@@ -30,6 +31,7 @@ use driver::{Driver, Owner, StreamExec, Tick, FLUSH_AFTER};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use preface::PrefaceDeadline;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, Instrument};
@@ -131,6 +133,8 @@ pub struct Builders {
     /// polls that connection early ([`driver`]).
     h2_streams: u32,
     h2_header_list: u32,
+    /// Also bounds the wait for the HTTP/2 preface ([`preface`]).
+    header_read_timeout: Duration,
 }
 
 impl Builders {
@@ -177,6 +181,7 @@ pub fn server_builder(limits: &Limits) -> Arc<Builders> {
         h1,
         h2_streams: limits.max_concurrent_streams,
         h2_header_list: max_header_list,
+        header_read_timeout: limits.header_read_timeout,
     })
 }
 
@@ -336,9 +341,9 @@ async fn serve_http<I>(io: I, svc: Service, b: &Builders, proto: Proto, worker: 
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(io);
     let result: Result<(), body::BoxError> = match proto {
         Proto::Http1 => {
+            let io = TokioIo::new(io);
             // The connection's own header-read timer, reused request after request.
             let mut h1 = b.h1.clone();
             h1.timer(timer::ConnTimer::new());
@@ -348,6 +353,7 @@ where
                 .map_err(Into::into)
         }
         Proto::Http2 => {
+            let io = TokioIo::new(PrefaceDeadline::new(io, b.header_read_timeout));
             let driver = Driver::new(FLUSH_AFTER);
             let exec = StreamExec(Arc::downgrade(&driver) as Weak<dyn Tick>);
             driver.install(b.h2(exec).serve_connection(io, svc));
@@ -367,6 +373,8 @@ where
             result.map_err(Into::into)
         }
         Proto::Detect => {
+            // "P" could still become the HTTP/2 preface: hyper-util waits for it unbounded.
+            let io = TokioIo::new(PrefaceDeadline::new(io, b.header_read_timeout));
             let mut auto = b.auto.clone();
             auto.http1().timer(timer::ConnTimer::new());
             let conn = auto.serve_connection_with_upgrades(io, svc);

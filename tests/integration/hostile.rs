@@ -1,11 +1,16 @@
 //! Hostile clients (SPEC §3 `limits`, `inbound.max_concurrent_requests`): oversized headers,
-//! slowloris, garbage bytes, and concurrency overload. After each, the proxy keeps serving.
+//! slowloris (also before an HTTP/2 preface), garbage bytes, and concurrency overload. After
+//! each, the proxy keeps serving.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use outrider::certs::Validity;
+use tokio::io::AsyncReadExt;
+
+use crate::support::pki::{send, Pki, TlsClient};
 use crate::support::raw;
 use crate::support::upstream::Upstream;
-use crate::support::{body, bounded, client, Cfg, TestProxy};
+use crate::support::{body, bounded, client, within, Cfg, TestProxy};
 
 /// A new client on a fresh connection is served (a pooled connection could have been closed
 /// by the proxy's own idle/header timer, which is not what is asserted here).
@@ -166,4 +171,78 @@ async fn inbound_concurrency_limit_answers_503_overloaded() {
             1.0,
         )
         .await;
+}
+
+/// hyper-util's protocol detection waits for the HTTP/2 preface without a deadline; a client
+/// that sends the start of it and stops is cut at `header_read_timeout` (`proxy::preface`).
+#[tokio::test]
+async fn a_stalled_h2c_preface_is_disconnected() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr)
+        .limits(
+            "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }",
+        )
+        .start();
+
+    for start in [&b"P"[..], &b"PRI * HTTP/2.0\r\n"[..]] {
+        let mut slow = raw::connect(proxy.outbound_addr()).await;
+        raw::write(&mut slow, start).await;
+        assert_still_serving(&proxy).await;
+        let closed_after = raw::wait_closed(&mut slow, Duration::from_secs(5)).await;
+        assert!(closed_after < Duration::from_secs(5));
+    }
+    // A complete h2c connection is served as before.
+    let req = http::Request::get("/h2c")
+        .header("host", "svc")
+        .body(body::empty())
+        .unwrap();
+    let resp = client::h2c_send(proxy.outbound_addr(), req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_still_serving(&proxy).await;
+}
+
+/// An mTLS client that negotiates `h2` and then sends nothing holds no connection beyond
+/// `header_read_timeout`: hyper's HTTP/2 server waits for the preface unbounded.
+#[tokio::test]
+async fn an_mtls_h2_connection_without_a_preface_is_disconnected() {
+    let pki = Pki::new("silent-h2");
+    let app = Upstream::echo().await;
+    let proxy = TestProxy::start(format!(
+        "version: 1\n{}admin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
+         limits: {{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }}\n\
+         inbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
+        pki.sidecar_yaml("writing-analysis"),
+        app.addr
+    ));
+    let me = pki
+        .ca
+        .issue(&[Pki::id("gateway")], Validity::days(1))
+        .unwrap();
+    let server = Pki::id("writing-analysis");
+    let h2 = TlsClient::new(&pki.ca.cert_pem, &server, Some(&me), true);
+    let mut silent = h2.connect(proxy.inbound_addr()).await.unwrap();
+    assert_eq!(silent.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    within(
+        Duration::from_secs(5),
+        "the silent h2 connection to close",
+        async { while matches!(silent.read(&mut buf).await, Ok(n) if n > 0) {} },
+    )
+    .await;
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "closed before the deadline: {:?}",
+        start.elapsed()
+    );
+
+    // A well-behaved peer on the same listener is served.
+    let h1 = TlsClient::new(&pki.ca.cert_pem, &server, Some(&me), false);
+    let (mut sender, _) = h1.http1(proxy.inbound_addr()).await.unwrap();
+    assert_eq!(send(&mut sender, "/").await.unwrap().status(), 200);
+    assert!(
+        app.requests().iter().all(|r| r.uri.path() == "/"),
+        "only the good request reached the app"
+    );
 }
