@@ -24,11 +24,17 @@ pub enum Error {
     Name(String),
 }
 
-/// A CA that can issue workload certificates.
+/// A CA that can issue workload certificates: a self-signed root, or an intermediate signed
+/// by another `Ca` (as SPIRE with an upstream authority and cert-manager issuers chained to an
+/// offline root issue them).
 pub struct Ca {
     params: CertificateParams,
     key: KeyPair,
     pub cert_pem: String,
+    /// The intermediates from this CA up to (not including) the root, leaf-side first; empty
+    /// for a root. Appended to every certificate it issues, so that the certificate file is
+    /// the chain a peer needs.
+    chain_pem: String,
 }
 
 /// A workload certificate and key, PEM encoded.
@@ -79,10 +85,40 @@ impl Ca {
             params,
             key,
             cert_pem,
+            chain_pem: String::new(),
         })
     }
 
-    /// Issues a certificate with exactly `uri_sans` as URI SANs (tests pass odd sets on purpose).
+    /// An intermediate CA signed by this one, named `name`.
+    pub fn intermediate(&self, name: &str) -> Result<Ca, Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let v = Validity::days(365);
+        params.not_before = v.not_before.into();
+        params.not_after = v.not_after.into();
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert_pem = params.signed_by(&key, &issuer)?.pem();
+        let chain_pem = format!("{cert_pem}{}", self.chain_pem);
+        Ok(Ca {
+            params,
+            key,
+            cert_pem,
+            chain_pem,
+        })
+    }
+
+    /// Issues a certificate with exactly `uri_sans` as URI SANs (tests pass odd sets on purpose);
+    /// from an intermediate, `cert_pem` holds the leaf followed by the intermediates.
     pub fn issue(&self, uri_sans: &[String], validity: Validity) -> Result<Issued, Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         for uri in uri_sans {
@@ -111,7 +147,7 @@ impl Ca {
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer)?;
         Ok(Issued {
-            cert_pem: cert.pem(),
+            cert_pem: format!("{}{}", cert.pem(), self.chain_pem),
             key_pem: key.serialize_pem(),
         })
     }

@@ -536,3 +536,91 @@ async fn a_dead_pooled_h2_connection_is_replaced_transparently() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(app.requests().len(), 2);
 }
+
+/// Certificates from an intermediate CA (SPIRE with an upstream authority, cert-manager with a
+/// chained issuer): each certificate file holds the leaf and the intermediate, the trust bundle
+/// only the root. Both directions verify the chain through the intermediate; a peer that sends
+/// its leaf alone cannot be verified, and a sidecar whose own file lacks the intermediate is
+/// a config error.
+#[tokio::test]
+async fn certificates_from_an_intermediate_ca_verify_through_the_chain() {
+    let pki = Pki::new("intermediate");
+    let issuing = pki.ca.intermediate("outrider test intermediate").unwrap();
+    let mut yaml = std::collections::HashMap::new();
+    for name in ["writing-analysis", "gateway"] {
+        let issued = issuing.issue(&[Pki::id(name)], Validity::days(1)).unwrap();
+        assert_eq!(issued.cert_pem.matches("BEGIN CERTIFICATE").count(), 2);
+        let (cert, key) = pki.write(name, &issued);
+        yaml.insert(name, pki.sidecar_yaml_files(name, &cert, &key));
+    }
+    let app = Upstream::echo().await;
+    let b = TestProxy::start(format!(
+        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
+        yaml["writing-analysis"], app.addr
+    ));
+    let a = TestProxy::start(format!(
+        "version: 1\n{}{LISTENERS}outbound:\n  listen: 127.0.0.1:0\n  routes: [{{ name: r1, match: {{ host: svc }}, to: [{{ backend: b }}] }}]\n\
+         backends: [{{ name: b, discovery: {{ static: [\"{}\"] }}, tls: {{ identity: \"{}\" }}, connect_timeout: 2s }}]\n",
+        yaml["gateway"],
+        b.inbound_addr(),
+        Pki::id("writing-analysis")
+    ));
+    assert_eq!(a.get("svc", "/chained").await.status, 200);
+    let seen = app.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header_all("x-outrider-peer-identity"),
+        vec![Pki::id("gateway")]
+    );
+
+    // The same certificate without its intermediate: the inbound cannot reach the root.
+    let full = issuing
+        .issue(&[Pki::id("gateway")], Validity::days(1))
+        .unwrap();
+    let leaf_only = outrider::certs::Issued {
+        cert_pem: full.cert_pem[..full.cert_pem.find("-----END CERTIFICATE-----").unwrap()]
+            .to_owned()
+            + "-----END CERTIFICATE-----\n",
+        key_pem: full.key_pem.clone(),
+    };
+    let server = Pki::id("writing-analysis");
+    let client = TlsClient::new(&pki.ca.cert_pem, &server, Some(&leaf_only), false);
+    let refused = match client.http1(b.inbound_addr()).await {
+        Err(_) => true,
+        Ok((mut sender, _)) => send(&mut sender, "/leaf-only").await.is_err(),
+    };
+    assert!(
+        refused,
+        "a leaf without its intermediate must not get through"
+    );
+    b.wait_metric(
+        "outrider_tls_handshake_errors_total",
+        &handshake_errors("unknown-ca"),
+        1.0,
+    )
+    .await;
+    let client = TlsClient::new(&pki.ca.cert_pem, &server, Some(&full), false);
+    let (mut sender, _) = client.http1(b.inbound_addr()).await.unwrap();
+    assert_eq!(send(&mut sender, "/full").await.unwrap().status(), 200);
+    assert_eq!(
+        app.requests().len(),
+        2,
+        "only the chained requests got through"
+    );
+
+    // Own certificate file without the intermediate: refused at load, with the reason.
+    let (cert, key) = pki.write("leaf-only", &leaf_only);
+    let config = format!(
+        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
+        pki.sidecar_yaml_files("gateway", &cert, &key),
+        app.addr
+    );
+    let errors = match outrider::config::load_str(&config, "leaf-only.yaml") {
+        Ok(_) => panic!("a certificate that does not chain to the CA bundle is a config error"),
+        Err(errors) => errors.to_string(),
+    };
+    assert!(
+        errors.contains("does not verify against the CA bundle"),
+        "{errors}"
+    );
+}

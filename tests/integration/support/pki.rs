@@ -65,6 +65,11 @@ impl Pki {
     /// The `identity:` + `tls:` lines of a sidecar config for `name`.
     pub fn sidecar_yaml(&self, name: &str) -> String {
         let (cert, key) = self.service(name);
+        self.sidecar_yaml_files(name, &cert, &key)
+    }
+
+    /// The `identity:` + `tls:` lines for `name` with the given certificate and key files.
+    pub fn sidecar_yaml_files(&self, name: &str, cert: &Path, key: &Path) -> String {
         format!(
             "identity: \"{}\"\ntls: {{ ca: \"{}\", cert: \"{}\", key: \"{}\" }}\n",
             Pki::id(name),
@@ -116,7 +121,10 @@ impl TlsClient {
             .with_custom_certificate_verifier(Arc::new(verifier));
         let mut config = match client {
             Some(c) => {
-                let chain = vec![CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap()];
+                // Every certificate of the file: the leaf and any intermediates.
+                let chain = CertificateDer::pem_slice_iter(c.cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
                 let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap();
                 builder.with_client_auth_cert(chain, key).unwrap()
             }
