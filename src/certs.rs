@@ -63,22 +63,10 @@ impl Validity {
 
 impl Ca {
     pub fn new(trust_domain: &str) -> Result<Ca, Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
+        let params = ca_params(
             format!("outrider development CA ({trust_domain})"),
-        );
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let v = Validity::days(3650);
-        params.not_before = v.not_before.into();
-        params.not_after = v.not_after.into();
+            Validity::days(3650),
+        )?;
         let key = KeyPair::generate()?;
         let cert_pem = params.self_signed(&key)?.pem();
         Ok(Ca {
@@ -89,21 +77,9 @@ impl Ca {
         })
     }
 
-    /// An intermediate CA signed by this one, named `name`.
+    /// An intermediate CA signed by this one, named `name`, valid for a year.
     pub fn intermediate(&self, name: &str) -> Result<Ca, Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let v = Validity::days(365);
-        params.not_before = v.not_before.into();
-        params.not_after = v.not_after.into();
+        let mut params = ca_params(name.to_owned(), Validity::days(365))?;
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let issuer = Issuer::from_params(&self.params, &self.key);
@@ -156,6 +132,23 @@ impl Ca {
     pub fn issue_service(&self, trust_domain: &str, name: &str) -> Result<Issued, Error> {
         self.issue(&[spiffe_id(trust_domain, name)], Validity::days(365))
     }
+}
+
+/// A CA certificate's parameters: common name, key usages, validity.
+fn ca_params(common_name: String, validity: Validity) -> Result<CertificateParams, Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = validity.not_before.into();
+    params.not_after = validity.not_after.into();
+    Ok(params)
 }
 
 pub fn spiffe_id(trust_domain: &str, name: &str) -> String {
