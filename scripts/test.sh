@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs (promtool from Debian's `prometheus` package) and runs
+# Installs what the test suite needs (promtool from Debian's `prometheus` package; openssl,
+# which writes the RSA / PKCS#1 / SEC1 keys of the key-format tests) and runs
 # every test: unit tests, the integration suite (real listeners on 127.0.0.1:0), CLI tests.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
@@ -20,6 +21,7 @@ need_pkg() { # need_pkg COMMAND DEBIAN_PACKAGE
 }
 
 need_pkg promtool prometheus
+need_pkg openssl openssl
 
 # Prometheus scrape config, alert rules (promtool check + unit tests) and the dashboard.
 scripts/check-deploy.sh

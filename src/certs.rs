@@ -93,9 +93,39 @@ impl Ca {
         })
     }
 
-    /// Issues a certificate with exactly `uri_sans` as URI SANs (tests pass odd sets on purpose);
-    /// from an intermediate, `cert_pem` holds the leaf followed by the intermediates.
+    /// Issues a certificate with exactly `uri_sans` as URI SANs (tests pass odd sets on purpose)
+    /// for a new ECDSA P-256 key; from an intermediate, `cert_pem` holds the leaf followed by the
+    /// intermediates.
     pub fn issue(&self, uri_sans: &[String], validity: Validity) -> Result<Issued, Error> {
+        let key = KeyPair::generate()?;
+        Ok(Issued {
+            cert_pem: self.sign(uri_sans, validity, &key)?,
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Like [`Ca::issue`], for an existing key (PKCS#8 PEM: ECDSA, Ed25519 or RSA), which is
+    /// returned as given.
+    pub fn issue_for_key(
+        &self,
+        uri_sans: &[String],
+        validity: Validity,
+        key_pem: &str,
+    ) -> Result<Issued, Error> {
+        let key = KeyPair::from_pem(key_pem)?;
+        Ok(Issued {
+            cert_pem: self.sign(uri_sans, validity, &key)?,
+            key_pem: key_pem.to_owned(),
+        })
+    }
+
+    /// The certificate (and any intermediates) for `key`'s public half.
+    fn sign(
+        &self,
+        uri_sans: &[String],
+        validity: Validity,
+        key: &KeyPair,
+    ) -> Result<String, Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         for uri in uri_sans {
             params
@@ -119,13 +149,9 @@ impl Ca {
         params.not_before = validity.not_before.into();
         params.not_after = validity.not_after.into();
         params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate()?;
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok(Issued {
-            cert_pem: format!("{}{}", cert.pem(), self.chain_pem),
-            key_pem: key.serialize_pem(),
-        })
+        let cert = params.signed_by(key, &issuer)?;
+        Ok(format!("{}{}", cert.pem(), self.chain_pem))
     }
 
     /// `spiffe://TD/sa/NAME`, valid for a year.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use outrider::certs::Validity;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::pki::{send, Pki, TlsClient};
+use crate::support::pki::{openssl, send, Pki, TlsClient};
 use crate::support::upstream::Recorded;
 use crate::support::{bounded, eventually, TestProxy, Upstream};
 
@@ -37,11 +37,39 @@ fn inbound_sidecar(
 }
 
 fn outbound_sidecar(pki: &Pki, name: &str, target: SocketAddr, expected: &str) -> TestProxy {
+    outbound_with(&pki.sidecar_yaml(name), target, expected)
+}
+
+/// An outbound sidecar with the given `identity:` + `tls:` lines.
+fn outbound_with(sidecar: &str, target: SocketAddr, expected: &str) -> TestProxy {
     TestProxy::start(format!(
-        "version: 1\n{}{LISTENERS}outbound:\n  listen: 127.0.0.1:0\n  routes: [{{ name: r1, match: {{ host: svc }}, to: [{{ backend: b }}] }}]\n\
-         backends: [{{ name: b, discovery: {{ static: [\"{target}\"] }}, tls: {{ identity: \"{expected}\" }}, connect_timeout: 2s }}]\n",
-        pki.sidecar_yaml(name)
+        "version: 1\n{sidecar}{LISTENERS}outbound:\n  listen: 127.0.0.1:0\n  routes: [{{ name: r1, match: {{ host: svc }}, to: [{{ backend: b }}] }}]\n\
+         backends: [{{ name: b, discovery: {{ static: [\"{target}\"] }}, tls: {{ identity: \"{expected}\" }}, connect_timeout: 2s }}]\n"
     ))
+}
+
+/// A strict inbound sidecar with the given `identity:` + `tls:` lines.
+fn strict_inbound_with(sidecar: &str, app: SocketAddr) -> String {
+    format!(
+        "version: 1\n{sidecar}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{app}\", mode: strict }}\n"
+    )
+}
+
+/// A strict inbound "writing-analysis" and a "gateway" outbound calling it, each with the given
+/// `identity:` + `tls:` lines: one request must reach the app with the gateway's identity.
+/// Returns the inbound sidecar and its app.
+async fn one_verified_hop(server: &str, client: &str, path: &str) -> (TestProxy, Upstream) {
+    let app = Upstream::echo().await;
+    let b = TestProxy::start(strict_inbound_with(server, app.addr));
+    let a = outbound_with(client, b.inbound_addr(), &Pki::id("writing-analysis"));
+    assert_eq!(a.get("svc", path).await.status, 200);
+    let seen = app.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header_all("x-outrider-peer-identity"),
+        vec![Pki::id("gateway")]
+    );
+    (b, app)
 }
 
 /// The "gateway" outbound sidecar calling the "writing-analysis" inbound sidecar `b`.
@@ -553,25 +581,7 @@ async fn certificates_from_an_intermediate_ca_verify_through_the_chain() {
         let (cert, key) = pki.write(name, &issued);
         yaml.insert(name, pki.sidecar_yaml_files(name, &cert, &key));
     }
-    let app = Upstream::echo().await;
-    let b = TestProxy::start(format!(
-        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
-        yaml["writing-analysis"], app.addr
-    ));
-    let a = TestProxy::start(format!(
-        "version: 1\n{}{LISTENERS}outbound:\n  listen: 127.0.0.1:0\n  routes: [{{ name: r1, match: {{ host: svc }}, to: [{{ backend: b }}] }}]\n\
-         backends: [{{ name: b, discovery: {{ static: [\"{}\"] }}, tls: {{ identity: \"{}\" }}, connect_timeout: 2s }}]\n",
-        yaml["gateway"],
-        b.inbound_addr(),
-        Pki::id("writing-analysis")
-    ));
-    assert_eq!(a.get("svc", "/chained").await.status, 200);
-    let seen = app.requests();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(
-        seen[0].header_all("x-outrider-peer-identity"),
-        vec![Pki::id("gateway")]
-    );
+    let (b, app) = one_verified_hop(&yaml["writing-analysis"], &yaml["gateway"], "/chained").await;
 
     // The same certificate without its intermediate: the inbound cannot reach the root.
     let full = issuing
@@ -610,11 +620,7 @@ async fn certificates_from_an_intermediate_ca_verify_through_the_chain() {
 
     // Own certificate file without the intermediate: refused at load, with the reason.
     let (cert, key) = pki.write("leaf-only", &leaf_only);
-    let config = format!(
-        "version: 1\n{}{LISTENERS}inbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
-        pki.sidecar_yaml_files("gateway", &cert, &key),
-        app.addr
-    );
+    let config = strict_inbound_with(&pki.sidecar_yaml_files("gateway", &cert, &key), app.addr);
     let errors = match outrider::config::load_str(&config, "leaf-only.yaml") {
         Ok(_) => panic!("a certificate that does not chain to the CA bundle is a config error"),
         Err(errors) => errors.to_string(),
@@ -623,4 +629,58 @@ async fn certificates_from_an_intermediate_ca_verify_through_the_chain() {
         errors.contains("does not verify against the CA bundle"),
         "{errors}"
     );
+}
+
+/// The key files cert-manager and SPIRE write: an RSA key in PKCS#1 (cert-manager's default:
+/// RSA 2048, `encoding: PKCS1`) on one side, an ECDSA key in SEC1 on the other. Both load,
+/// and the hop between them verifies both ways.
+#[tokio::test]
+async fn rsa_pkcs1_and_ec_sec1_keys_work_across_the_hop() {
+    let pki = Pki::new("key-formats");
+    let pkcs8 = pki.dir.join("rsa-pkcs8.key");
+    std::fs::write(
+        &pkcs8,
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ]),
+    )
+    .unwrap();
+    let rsa = pki
+        .ca
+        .issue_for_key(
+            &[Pki::id("writing-analysis")],
+            Validity::days(1),
+            &std::fs::read_to_string(&pkcs8).unwrap(),
+        )
+        .unwrap();
+    let rsa = outrider::certs::Issued {
+        key_pem: openssl(&["rsa", "-in", pkcs8.to_str().unwrap(), "-traditional"]),
+        ..rsa
+    };
+    assert!(rsa.key_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let (server_cert, server_key) = pki.write("writing-analysis", &rsa);
+
+    let ec = pki
+        .ca
+        .issue(&[Pki::id("gateway")], Validity::days(1))
+        .unwrap();
+    let ec_pkcs8 = pki.dir.join("ec-pkcs8.key");
+    std::fs::write(&ec_pkcs8, &ec.key_pem).unwrap();
+    let ec = outrider::certs::Issued {
+        key_pem: openssl(&["ec", "-in", ec_pkcs8.to_str().unwrap()]),
+        ..ec
+    };
+    assert!(ec.key_pem.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    let (client_cert, client_key) = pki.write("gateway", &ec);
+
+    one_verified_hop(
+        &pki.sidecar_yaml_files("writing-analysis", &server_cert, &server_key),
+        &pki.sidecar_yaml_files("gateway", &client_cert, &client_key),
+        "/formats",
+    )
+    .await;
 }

@@ -174,6 +174,21 @@ impl TlsClient {
     }
 }
 
+/// Runs `openssl ARGS` and returns its stdout: for the key formats rcgen does not write (RSA
+/// keys, PKCS#1, SEC1), as cert-manager and SPIRE write them. `scripts/test.sh` installs it.
+pub fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("openssl writes PEM")
+}
+
 /// Serial of the certificate the server presented on `stream`.
 pub fn serial_of(stream: &TlsStream<TcpStream>) -> String {
     let der = &stream
