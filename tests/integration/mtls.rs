@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outrider::certs::Validity;
+use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::pki::{openssl, send, Pki, TlsClient};
@@ -365,6 +366,80 @@ async fn rotated_certificates_apply_to_new_connections_only() {
     .await;
     let (_, serial) = client.http1(b.inbound_addr()).await.unwrap();
     assert_eq!(serial, new_serial, "still the last good certificate");
+}
+
+/// A Kubernetes Secret volume rotates by swapping the `..data` symlink: certificate and key
+/// change together. The next connection presents the new certificate; an open one keeps going.
+#[tokio::test]
+async fn a_secret_volume_symlink_swap_rotates_the_certificate() {
+    let pki = Pki::new("secret-swap");
+    let server = Pki::id("writing-analysis");
+    // The layout kubelet writes: tls.crt -> ..data/tls.crt, ..data -> ..v1 (and so on).
+    let secret = pki.dir.join("secret");
+    let version = |v: &str, issued: &outrider::certs::Issued| {
+        let dir = secret.join(v);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tls.crt"), &issued.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &issued.key_pem).unwrap();
+        std::fs::write(dir.join("ca.crt"), &pki.ca.cert_pem).unwrap();
+    };
+    let first = pki
+        .ca
+        .issue(std::slice::from_ref(&server), Validity::days(1))
+        .unwrap();
+    version("..v1", &first);
+    std::os::unix::fs::symlink("..v1", secret.join("..data")).unwrap();
+    for file in ["tls.crt", "tls.key", "ca.crt"] {
+        std::os::unix::fs::symlink(format!("..data/{file}"), secret.join(file)).unwrap();
+    }
+    let app = Upstream::echo().await;
+    let b = TestProxy::start(strict_inbound_with(
+        &format!(
+            "identity: \"{server}\"\ntls: {{ ca: \"{}\", cert: \"{}\", key: \"{}\" }}\n",
+            secret.join("ca.crt").display(),
+            secret.join("tls.crt").display(),
+            secret.join("tls.key").display()
+        ),
+        app.addr,
+    ));
+    let me = pki
+        .ca
+        .issue(&[Pki::id("gateway")], Validity::days(1))
+        .unwrap();
+    let client = TlsClient::new(&pki.ca.cert_pem, &server, Some(&me), false);
+    let (mut old, first_serial) = client.http1(b.inbound_addr()).await.unwrap();
+    assert_eq!(send(&mut old, "/before").await.unwrap().status(), 200);
+
+    let next = pki
+        .ca
+        .issue(std::slice::from_ref(&server), Validity::days(60))
+        .unwrap();
+    version("..v2", &next);
+    std::os::unix::fs::symlink("..v2", secret.join("..data_tmp")).unwrap();
+    std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
+    let new_serial = eventually(
+        Duration::from_secs(5),
+        "a new connection to present the swapped-in certificate",
+        || async {
+            let (_, serial) = client.http1(b.inbound_addr()).await.ok()?;
+            (serial != first_serial).then_some(serial)
+        },
+    )
+    .await;
+    let expected = outrider::tls::identity::cert_info(
+        &rustls_pki_types::CertificateDer::from_pem_slice(next.cert_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+    .serial;
+    assert_eq!(new_serial, expected);
+    assert_eq!(send(&mut old, "/after").await.unwrap().status(), 200);
+    // Key and certificate changed together: no rejected intermediate state.
+    assert_eq!(
+        b.metric("outrider_tls_rotations_total", &[("result", "rejected")])
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
 }
 
 /// A CA bundle change alone applies to new connections: a client of a newly trusted CA is
