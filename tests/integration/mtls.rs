@@ -304,19 +304,51 @@ async fn authorize_allows_and_denies_by_identity_glob() {
     );
 }
 
+/// A "gateway" client of the "writing-analysis" inbound at `addr`, its first connection after a
+/// 200 on it, and the serial the inbound presented on that connection.
+async fn gateway_client(
+    pki: &Pki,
+    addr: SocketAddr,
+) -> (
+    TlsClient,
+    hyper::client::conn::http1::SendRequest<crate::support::body::Body>,
+    String,
+) {
+    let me = pki
+        .ca
+        .issue(&[Pki::id("gateway")], Validity::days(1))
+        .unwrap();
+    let client = TlsClient::new(
+        &pki.ca.cert_pem,
+        &Pki::id("writing-analysis"),
+        Some(&me),
+        false,
+    );
+    let (mut conn, serial) = client.http1(addr).await.unwrap();
+    assert_eq!(send(&mut conn, "/before").await.unwrap().status(), 200);
+    (client, conn, serial)
+}
+
+/// The serial of the first new connection that presents a certificate other than `old`'s.
+async fn next_serial(client: &TlsClient, addr: SocketAddr, old: &str) -> String {
+    eventually(
+        Duration::from_secs(5),
+        "a new connection to present the rotated certificate",
+        || async {
+            let (_, serial) = client.http1(addr).await.ok()?;
+            (serial != old).then_some(serial)
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn rotated_certificates_apply_to_new_connections_only() {
     let pki = Pki::new("rotate");
     let app = Upstream::echo().await;
     let b = inbound_sidecar(&pki, "writing-analysis", app.addr, "strict", "");
     let server = Pki::id("writing-analysis");
-    let me = pki
-        .ca
-        .issue(&[Pki::id("gateway")], Validity::days(1))
-        .unwrap();
-    let client = TlsClient::new(&pki.ca.cert_pem, &server, Some(&me), false);
-    let (mut old, first_serial) = client.http1(b.inbound_addr()).await.unwrap();
-    assert_eq!(send(&mut old, "/before").await.unwrap().status(), 200);
+    let (client, mut old, first_serial) = gateway_client(&pki, b.inbound_addr()).await;
 
     // Rotate: a new certificate for the same identity, written like cert-manager does
     // (each file replaced by rename).
@@ -332,16 +364,7 @@ async fn rotated_certificates_apply_to_new_connections_only() {
         std::fs::write(&tmp, body).unwrap();
         std::fs::rename(&tmp, pki.dir.join(file)).unwrap();
     }
-    let new_serial = eventually(
-        Duration::from_secs(5),
-        "a new connection to present the new certificate",
-        || async {
-            let (_, serial) = client.http1(b.inbound_addr()).await.ok()?;
-            (serial != first_serial).then_some(serial)
-        },
-    )
-    .await;
-    assert_ne!(new_serial, first_serial);
+    let new_serial = next_serial(&client, b.inbound_addr(), &first_serial).await;
     // The connection opened before the rotation keeps working.
     assert_eq!(send(&mut old, "/after").await.unwrap().status(), 200);
     assert!(b
@@ -402,13 +425,7 @@ async fn a_secret_volume_symlink_swap_rotates_the_certificate() {
         ),
         app.addr,
     ));
-    let me = pki
-        .ca
-        .issue(&[Pki::id("gateway")], Validity::days(1))
-        .unwrap();
-    let client = TlsClient::new(&pki.ca.cert_pem, &server, Some(&me), false);
-    let (mut old, first_serial) = client.http1(b.inbound_addr()).await.unwrap();
-    assert_eq!(send(&mut old, "/before").await.unwrap().status(), 200);
+    let (client, mut old, first_serial) = gateway_client(&pki, b.inbound_addr()).await;
 
     let next = pki
         .ca
@@ -417,15 +434,7 @@ async fn a_secret_volume_symlink_swap_rotates_the_certificate() {
     version("..v2", &next);
     std::os::unix::fs::symlink("..v2", secret.join("..data_tmp")).unwrap();
     std::fs::rename(secret.join("..data_tmp"), secret.join("..data")).unwrap();
-    let new_serial = eventually(
-        Duration::from_secs(5),
-        "a new connection to present the swapped-in certificate",
-        || async {
-            let (_, serial) = client.http1(b.inbound_addr()).await.ok()?;
-            (serial != first_serial).then_some(serial)
-        },
-    )
-    .await;
+    let new_serial = next_serial(&client, b.inbound_addr(), &first_serial).await;
     let expected = outrider::tls::identity::cert_info(
         &rustls_pki_types::CertificateDer::from_pem_slice(next.cert_pem.as_bytes()).unwrap(),
     )
