@@ -193,11 +193,12 @@ pub async fn accept_loop(
     limits: Limits,
 ) {
     let builder = server_builder(&limits);
-    let gauge = worker
-        .shared
-        .metrics
-        .connections_open
+    let metrics = &worker.shared.metrics;
+    let gauge = metrics.connections_open.with_label_values(&[dir.as_str()]);
+    let over_limit = metrics
+        .connections_over_limit
         .with_label_values(&[dir.as_str()]);
+    let max_connections = i64::from(limits.max_connections);
     let mut lifecycle = worker.shared.lifecycle.clone();
     loop {
         let accepted = tokio::select! {
@@ -213,6 +214,15 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // The gauge counts this listener's connections on every worker (a race between workers
+        // can let one or two more in; the limit protects memory and descriptors, not a count).
+        if gauge.get() >= max_connections {
+            over_limit.inc();
+            // Reset rather than FIN: nothing of it lingers here.
+            let _ = stream.set_zero_linger();
+            debug!(%peer, "connection refused: listener at limits.max_connections");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let guard = worker.conns.enter(gauge.clone());
         let span = tracing::debug_span!("conn", %peer);

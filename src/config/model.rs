@@ -44,6 +44,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub max_concurrent_streams: u32,
+    /// Open client connections per listener (all workers together).
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -101,6 +101,9 @@ pub struct Limits {
     pub header_read_timeout: Option<String>,
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
+    /// Extension: open client connections per listener; beyond, new ones are closed at once.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

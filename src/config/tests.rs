@@ -310,6 +310,28 @@ fn resilience_sections_are_validated() {
 }
 
 #[test]
+fn limits_default_and_bounds() {
+    let l = load(GOOD).unwrap();
+    assert_eq!(l.config.limits.max_connections, 10_000, "default");
+    let l = load("version: 1\nlimits: { max_connections: 64 }\n").unwrap();
+    assert_eq!(l.config.limits.max_connections, 64);
+    assert_eq!(l.config.limits.max_concurrent_streams, 256, "default");
+    let errs = errors(
+        "version: 1\nlimits: { max_connections: 0, max_concurrent_streams: 0, header_read_timeout: 0s }\n",
+    );
+    for want in [
+        "max_connections must be at least 1",
+        "max_concurrent_streams must be at least 1",
+        "header_read_timeout must be greater than 0",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
 fn otlp_endpoint_must_be_http() {
     let ok =
         load("version: 1\ntracing: { otlp: { endpoint: \"http://127.0.0.1:4318/v1/traces\" } }\n")

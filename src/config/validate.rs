@@ -36,6 +36,7 @@ pub mod defaults {
     pub const MAX_HEADER_BYTES: usize = 64 * 1024;
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+    pub const MAX_CONNECTIONS: u32 = 10_000;
     pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -389,10 +390,18 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
             "max_concurrent_streams must be at least 1",
         );
     }
+    let max_connections = l.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+    if max_connections == 0 {
+        cx.err(
+            "limits.max_connections",
+            "max_connections must be at least 1",
+        );
+    }
     model::Limits {
         max_header_bytes,
         header_read_timeout,
         max_concurrent_streams,
+        max_connections,
     }
 }
 

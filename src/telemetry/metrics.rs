@@ -39,6 +39,9 @@ pub struct Metrics {
     pub duration: HistogramVec,
     pub proxy_errors: IntCounterVec,
     pub connections_open: IntGaugeVec,
+    /// Connections closed at accept because the listener was at `limits.max_connections`
+    /// (extension).
+    pub connections_over_limit: IntCounterVec,
     pub backend_endpoints: IntGaugeVec,
     pub config_generation: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -125,6 +128,14 @@ impl Metrics {
             Opts::new(
                 "outrider_connections_open",
                 "Client connections currently open, per listener.",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let connections_over_limit = IntCounterVec::new(
+            Opts::new(
+                "outrider_connections_over_limit_total",
+                "Client connections closed at accept: the listener was at limits.max_connections.",
             ),
             &["direction"],
         )
@@ -280,12 +291,14 @@ impl Metrics {
             .set(1);
         for d in ["inbound", "outbound"] {
             connections_open.with_label_values(&[d]).set(0);
+            connections_over_limit.with_label_values(&[d]).reset();
         }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(proxy_errors.clone()),
             Box::new(connections_open.clone()),
+            Box::new(connections_over_limit.clone()),
             Box::new(backend_endpoints.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_reloads.clone()),
@@ -316,6 +329,7 @@ impl Metrics {
             duration,
             proxy_errors,
             connections_open,
+            connections_over_limit,
             backend_endpoints,
             config_generation,
             config_reloads,

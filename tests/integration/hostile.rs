@@ -246,3 +246,59 @@ async fn an_mtls_h2_connection_without_a_preface_is_disconnected() {
         "only the good request reached the app"
     );
 }
+
+/// `limits.max_connections` (extension): at the limit a new connection is reset at accept and
+/// counted; one slot freed, the next is served.
+#[tokio::test]
+async fn connections_beyond_max_connections_are_reset_and_counted() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr)
+        .limits("{ max_header_bytes: 16KiB, header_read_timeout: 5s, max_connections: 2 }")
+        .start();
+    let open = [("direction", "outbound")];
+
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = raw::connect(proxy.outbound_addr()).await;
+        raw::write(&mut c, b"GET /held HTTP/1.1\r\nhost: svc\r\n\r\n").await;
+        assert_eq!(raw::status(&raw::read_head(&mut c).await), Some(200));
+        held.push(c);
+    }
+    proxy
+        .wait_metric("outrider_connections_open", &open, 2.0)
+        .await;
+
+    // The reset may come before the client's connect has even returned.
+    match bounded(
+        "connect",
+        tokio::net::TcpStream::connect(proxy.outbound_addr()),
+    )
+    .await
+    {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(mut third) => {
+            raw::write(&mut third, b"GET /third HTTP/1.1\r\nhost: svc\r\n\r\n").await;
+            let closed_after = raw::wait_closed(&mut third, Duration::from_secs(4)).await;
+            assert!(closed_after < Duration::from_secs(4));
+        }
+    }
+    proxy
+        .wait_metric("outrider_connections_over_limit_total", &open, 1.0)
+        .await;
+    assert!(
+        up.requests().iter().all(|r| r.uri.path() == "/held"),
+        "the refused connection's request never reached the upstream"
+    );
+
+    drop(held.pop());
+    proxy
+        .wait_metric("outrider_connections_open", &open, 1.0)
+        .await;
+    assert_still_serving(&proxy).await;
+    assert_eq!(
+        proxy
+            .metric("outrider_connections_over_limit_total", &open)
+            .await,
+        Some(1.0)
+    );
+}
