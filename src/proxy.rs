@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod pool;
 pub mod preface;
 pub mod reply;
+pub mod resets;
 pub mod timer;
 pub mod wake;
 
@@ -32,6 +33,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use preface::PrefaceDeadline;
+use resets::Resets;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, Instrument};
@@ -333,16 +335,20 @@ fn service(
     identity: Option<Arc<str>>,
     guard: ConnGuard,
 ) -> Service {
-    match dir {
+    let handler = match dir {
         Direction::Outbound => {
-            Service::Outbound(Arc::new(outbound::Outbound::new(worker.clone(), guard)))
+            Handler::Outbound(Arc::new(outbound::Outbound::new(worker.clone(), guard)))
         }
-        Direction::Inbound => Service::Inbound(Arc::new(inbound::Inbound::new(
+        Direction::Inbound => Handler::Inbound(Arc::new(inbound::Inbound::new(
             worker.clone(),
             peer,
             identity,
             guard,
         ))),
+    };
+    Service {
+        handler,
+        resets: Resets::new(),
     }
 }
 
@@ -351,6 +357,14 @@ async fn serve_http<I>(io: I, svc: Service, b: &Builders, proto: Proto, worker: 
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let ends = Ends {
+        worker,
+        resets: svc.resets.clone(),
+        dir: match svc.handler {
+            Handler::Outbound(_) => Direction::Outbound,
+            Handler::Inbound(_) => Direction::Inbound,
+        },
+    };
     let result: Result<(), body::BoxError> = match proto {
         Proto::Http1 => {
             let io = TokioIo::new(io);
@@ -358,7 +372,7 @@ where
             let mut h1 = b.h1.clone();
             h1.timer(timer::ConnTimer::new());
             let conn = h1.serve_connection(io, svc).with_upgrades();
-            until_drained(conn, worker, |c| c.graceful_shutdown())
+            ends.until(conn, |c| c.graceful_shutdown())
                 .await
                 .map_err(Into::into)
         }
@@ -375,10 +389,9 @@ where
             };
             let conn =
                 std::future::poll_fn(|cx| driver.poll_owner(cx).map(|r| r.unwrap_or(Ok(()))));
-            let result = until_drained(conn, worker, |_| {
-                driver.with_conn(|c| c.graceful_shutdown())
-            })
-            .await;
+            let result = ends
+                .until(conn, |_| driver.with_conn(|c| c.graceful_shutdown()))
+                .await;
             drop(owner);
             result.map_err(Into::into)
         }
@@ -388,7 +401,7 @@ where
             let mut auto = b.auto.clone();
             auto.http1().timer(timer::ConnTimer::new());
             let conn = auto.serve_connection_with_upgrades(io, svc);
-            until_drained(conn, worker, |c| c.graceful_shutdown()).await
+            ends.until(conn, |c| c.graceful_shutdown()).await
         }
     };
     if let Err(error) = result {
@@ -396,37 +409,81 @@ where
     }
 }
 
-/// Drives a connection; on drain, asks it to finish gracefully, and drops it when stopped.
-async fn until_drained<C, E>(
-    conn: C,
-    worker: &Worker,
-    graceful: impl FnOnce(std::pin::Pin<&mut C>),
-) -> Result<(), E>
-where
-    C: std::future::Future<Output = Result<(), E>>,
-{
-    let mut draining = worker.shared.lifecycle.clone();
-    let mut stopped = worker.shared.lifecycle.clone();
-    tokio::pin!(conn);
-    // The connection first; the drain signal is polled only when it changed (`OnWake`), not on
-    // every read and write of the connection.
-    tokio::select! {
-        biased;
-        r = conn.as_mut() => r,
-        _ = wake::OnWake::new(reached(&mut draining, Lifecycle::Draining)) => {
-            graceful(conn.as_mut());
+/// What ends a served connection besides itself: the drain, and too many cancelled requests.
+struct Ends<'a> {
+    worker: &'a Worker,
+    resets: Arc<Resets>,
+    dir: Direction,
+}
+
+impl Ends<'_> {
+    /// Drives a connection; on drain, asks it to finish gracefully, and drops it when stopped;
+    /// drops it at once when most of its requests were cancelled ([`resets`]).
+    async fn until<C, E>(
+        &self,
+        conn: C,
+        graceful: impl FnOnce(std::pin::Pin<&mut C>),
+    ) -> Result<(), E>
+    where
+        C: std::future::Future<Output = Result<(), E>>,
+    {
+        enum End {
+            Drain,
+            Resets,
+        }
+        let mut draining = self.worker.shared.lifecycle.clone();
+        let mut stopped = self.worker.shared.lifecycle.clone();
+        let end = async {
             tokio::select! {
-                r = conn.as_mut() => r,
-                _ = reached(&mut stopped, Lifecycle::Stopped) => Ok(()),
+                _ = reached(&mut draining, Lifecycle::Draining) => End::Drain,
+                _ = self.resets.tripped() => End::Resets,
             }
+        };
+        tokio::pin!(conn);
+        // The connection first; the other ends are polled only when one of them changed
+        // (`OnWake`), not on every read and write of the connection.
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => r,
+            end = wake::OnWake::new(end) => match end {
+                End::Drain => {
+                    graceful(conn.as_mut());
+                    tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = reached(&mut stopped, Lifecycle::Stopped) => Ok(()),
+                    }
+                }
+                End::Resets => {
+                    let (requests, cancelled) = self.resets.counts();
+                    self.worker
+                        .shared
+                        .metrics
+                        .rapid_reset_closes
+                        .with_label_values(&[self.dir.as_str()])
+                        .inc();
+                    debug!(
+                        requests,
+                        cancelled, "connection closed: most of its requests were cancelled"
+                    );
+                    Ok(())
+                }
+            },
         }
     }
 }
 
-/// The per-connection service, one variant per direction. Shared, so a request takes one
-/// reference (one atomic increment) instead of cloning each of the connection's handles.
+/// The per-connection service: the direction's handler and the connection's count of
+/// cancelled requests ([`resets`]).
 #[derive(Clone)]
-enum Service {
+struct Service {
+    handler: Handler,
+    resets: Arc<Resets>,
+}
+
+/// One variant per direction. Shared, so a request takes one reference (one atomic increment)
+/// instead of cloning each of the connection's handles.
+#[derive(Clone)]
+enum Handler {
     Outbound(Arc<outbound::Outbound>),
     Inbound(Arc<inbound::Inbound>),
 }
@@ -440,9 +497,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
     >;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
-        match self {
-            Service::Outbound(s) => Box::pin(s.clone().handle(req)),
-            Service::Inbound(s) => Box::pin(s.clone().handle(req)),
+        match &self.handler {
+            Handler::Outbound(s) => Box::pin(self.resets.track(s.clone().handle(req))),
+            Handler::Inbound(s) => Box::pin(self.resets.track(s.clone().handle(req))),
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Metrics {
     /// Connections closed at accept because the listener was at `limits.max_connections`
     /// (extension).
     pub connections_over_limit: IntCounterVec,
+    /// Client connections closed because most of their requests were cancelled before a
+    /// response (HTTP/2 rapid reset, `proxy::resets`; extension).
+    pub rapid_reset_closes: IntCounterVec,
     pub backend_endpoints: IntGaugeVec,
     pub config_generation: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -136,6 +139,14 @@ impl Metrics {
             Opts::new(
                 "outrider_connections_over_limit_total",
                 "Client connections closed at accept: the listener was at limits.max_connections.",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let rapid_reset_closes = IntCounterVec::new(
+            Opts::new(
+                "outrider_rapid_reset_closes_total",
+                "Client connections closed because at least 100 and at least half of their requests were cancelled before a response (HTTP/2 rapid reset).",
             ),
             &["direction"],
         )
@@ -292,6 +303,7 @@ impl Metrics {
         for d in ["inbound", "outbound"] {
             connections_open.with_label_values(&[d]).set(0);
             connections_over_limit.with_label_values(&[d]).reset();
+            rapid_reset_closes.with_label_values(&[d]).reset();
         }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -299,6 +311,7 @@ impl Metrics {
             Box::new(proxy_errors.clone()),
             Box::new(connections_open.clone()),
             Box::new(connections_over_limit.clone()),
+            Box::new(rapid_reset_closes.clone()),
             Box::new(backend_endpoints.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_reloads.clone()),
@@ -330,6 +343,7 @@ impl Metrics {
             proxy_errors,
             connections_open,
             connections_over_limit,
+            rapid_reset_closes,
             backend_endpoints,
             config_generation,
             config_reloads,

@@ -94,11 +94,7 @@ async fn slowloris_after_a_served_request_is_disconnected_too() {
         let closed_after = raw::wait_closed(&mut slow, Duration::from_secs(5)).await;
         assert!(closed_after < Duration::from_secs(5));
     }
-    let paths: Vec<_> = up
-        .requests()
-        .iter()
-        .map(|r| r.uri.path().to_owned())
-        .collect();
+    let paths = up.paths();
     assert_eq!(
         paths,
         ["/first", "/first"],

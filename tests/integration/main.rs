@@ -13,6 +13,7 @@ mod drain;
 mod failures;
 mod headers;
 mod hostile;
+mod hostile_h2;
 mod inbound;
 mod mcp;
 mod mtls;

@@ -13,6 +13,7 @@ pub mod body;
 pub mod chaos;
 pub mod client;
 pub mod faults;
+pub mod h2raw;
 pub mod lying_client;
 pub mod metrics;
 pub mod pki;

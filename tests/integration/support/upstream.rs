@@ -156,6 +156,14 @@ impl Upstream {
         self.shared.log.lock().unwrap().clone()
     }
 
+    /// The paths of the requests recorded so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.uri.path().to_owned())
+            .collect()
+    }
+
     /// Wait (bounded) until at least `n` requests were recorded, then return them all.
     pub async fn wait_requests(&self, n: usize) -> Vec<Recorded> {
         let mut rx = self.requests.clone();
