@@ -331,16 +331,20 @@ start_pair() {
     direct) return 0 ;;
     outrider)
       local side
+      # Their own directory, as in a deployment: outrider watches its config's directory, and
+      # the tool outputs written to $TMP during the runs (h2load's per-request latency log)
+      # would wake its watcher for every write.
+      mkdir -p "$TMP/conf"
       for side in inbound outbound; do
-        fill_template "$MESH/outrider-$side.yaml" "$TMP/outrider-$side.yaml"
-        if ! msg=$("$OUTRIDER" check -c "$TMP/outrider-$side.yaml" 2>&1); then
+        fill_template "$MESH/outrider-$side.yaml" "$TMP/conf/outrider-$side.yaml"
+        if ! msg=$("$OUTRIDER" check -c "$TMP/conf/outrider-$side.yaml" 2>&1); then
           CAND_FAIL[$c]="\`outrider check\` rejected the $side config: $msg"; return 1
         fi
       done
-      start_proc outrider-in "$OUTRIDER" run -c "$TMP/outrider-inbound.yaml" --workers 1
+      start_proc outrider-in "$OUTRIDER" run -c "$TMP/conf/outrider-inbound.yaml" --workers 1
       pin=$(pid_of outrider-in)
       msg=$(wait_http outrider-in "$pin" "http://127.0.0.1:$OR_IN_ADMIN_PORT/ready") || { CAND_FAIL[$c]="inbound not ready: $msg"; return 1; }
-      start_proc outrider-out "$OUTRIDER" run -c "$TMP/outrider-outbound.yaml" --workers 1
+      start_proc outrider-out "$OUTRIDER" run -c "$TMP/conf/outrider-outbound.yaml" --workers 1
       pout=$(pid_of outrider-out)
       msg=$(wait_http outrider-out "$pout" "http://127.0.0.1:$OR_OUT_ADMIN_PORT/ready") || { CAND_FAIL[$c]="outbound not ready: $msg"; return 1; }
       ;;
@@ -815,7 +819,7 @@ mkdir -p "$OUT_DIR"
 cp "$TMP/results.tsv" "$RAW_OUT"
 write_report "$BENCH_OUT" "$TMP/results.tsv"
 mkdir -p "$OUT_DIR/mesh-logs"
-for f in "$TMP"/*.log "$TMP"/*.yaml "$TMP"/*.conf "$TMP"/*.cfg; do
+for f in "$TMP"/*.log "$TMP"/*.yaml "$TMP"/conf/*.yaml "$TMP"/*.conf "$TMP"/*.cfg; do
   [[ -f "$f" ]] || continue
   tail -n 2000 "$f" > "$OUT_DIR/mesh-logs/$(basename "$f")"
 done

@@ -117,17 +117,12 @@ impl App {
                 .with_label_values(&[&m.identity])
                 .set(unix_seconds(m.expires_at()));
             let f = &store.files;
-            let mut dirs: Vec<&std::path::Path> = Vec::new();
-            for p in [&f.ca, &f.cert, &f.key] {
-                let d = p.parent().unwrap_or(std::path::Path::new("."));
-                if !dirs.contains(&d) {
-                    dirs.push(d);
-                    tls_watches.push(DirWatch::new(p).map_err(|e| Error::Start {
-                        what: "certificate file watcher",
-                        source: std::io::Error::other(e.to_string()),
-                    })?);
+            tls_watches.push(DirWatch::new(&[&f.ca, &f.cert, &f.key]).map_err(|e| {
+                Error::Start {
+                    what: "certificate file watcher",
+                    source: std::io::Error::other(e.to_string()),
                 }
-            }
+            })?);
         }
         // The admin runtime exists before the first snapshot: health checks run on it.
         let admin_rt = tokio::runtime::Builder::new_current_thread()
@@ -199,7 +194,7 @@ impl App {
         let reloader = Arc::new(Reloader::new(shared.clone(), path, deps));
         // Watch before serving so no edit made after `start` returns can be missed.
         let watch = match reloader.path() {
-            Some(p) => Some(DirWatch::new(p).map_err(|e| Error::Start {
+            Some(p) => Some(DirWatch::new(&[p]).map_err(|e| Error::Start {
                 what: "config file watcher",
                 source: std::io::Error::other(e.to_string()),
             })?),
