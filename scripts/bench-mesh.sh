@@ -48,7 +48,10 @@
 #
 # Usage: scripts/bench-mesh.sh [--quick]
 #                              [--candidates direct,outrider,haproxy,haproxy-hdr,nginx,floor]
-#                              [--rounds N] [--no-build] [--keep-tmp] [-h]
+#                              [--rounds N] [--no-build] [--pgo] [--keep-tmp] [-h]
+#   --pgo            measure a profile-guided build of outrider (scripts/build-pgo.sh: an
+#                    instrumented build trained on this benchmark's outrider pair, then the
+#                    optimized build; about 5 minutes more). Without it, the plain release build.
 # Environment:
 #   BENCH_DURATION   seconds per measured run, "10" or "10s" (default 10; --quick: 3; an
 #                    explicit BENCH_DURATION wins over --quick)
@@ -90,6 +93,7 @@ usage() { sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//
 # ---------------------------------------------------------------- options
 QUICK=0
 NO_BUILD=0
+PGO=0
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 ROUNDS=${BENCH_ROUNDS:-1}
 CANDIDATES_ARG=${BENCH_CANDIDATES:-direct,outrider,haproxy,haproxy-hdr,nginx}
@@ -97,6 +101,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-build) NO_BUILD=1 ;;
+    --pgo) PGO=1 ;;
     --keep-tmp) KEEP_TMP=1 ;;
     --candidates) shift; CANDIDATES_ARG=${1:?--candidates needs a list} ;;
     --candidates=*) CANDIDATES_ARG=${1#*=} ;;
@@ -707,6 +712,10 @@ LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ -n "${OUTRIDER_BIN:-}" ]]; then
   OUTRIDER=$OUTRIDER_BIN
   OUTRIDER_DESC="$OUTRIDER_BIN (OUTRIDER_BIN)"
+elif [[ $PGO == 1 ]]; then
+  log "building outrider with PGO: scripts/build-pgo.sh"
+  OUTRIDER=$("$REPO/scripts/build-pgo.sh") || die "scripts/build-pgo.sh failed"
+  OUTRIDER_DESC="scripts/build-pgo.sh (profile-guided)"
 else
   OUTRIDER="${CARGO_TARGET_DIR:-$REPO/target}/release/outrider"
   OUTRIDER_DESC="cargo build --release --features jemalloc"
