@@ -298,3 +298,31 @@ async fn connections_beyond_max_connections_are_reset_and_counted() {
         Some(1.0)
     );
 }
+
+/// An HTTP/1.1 keep-alive connection left idle after a served request is closed at
+/// `header_read_timeout` (hyper starts the next head's timer as soon as it waits for it), so
+/// idle clients do not hold `max_connections` slots for ever.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_header_read_timeout() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr)
+        .limits(
+            "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }",
+        )
+        .start();
+    let mut idle = raw::connect(proxy.outbound_addr()).await;
+    raw::write(&mut idle, b"GET /once HTTP/1.1\r\nhost: svc\r\n\r\n").await;
+    assert_eq!(raw::status(&raw::read_head(&mut idle).await), Some(200));
+    let closed_after = raw::wait_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(
+        closed_after >= Duration::from_millis(400),
+        "closed before the timeout: {closed_after:?}"
+    );
+    proxy
+        .wait_metric(
+            "outrider_connections_open",
+            &[("direction", "outbound")],
+            0.0,
+        )
+        .await;
+}
