@@ -409,7 +409,8 @@ where
     }
 }
 
-/// What ends a served connection besides itself: the drain, and too many cancelled requests.
+/// What ends a served connection besides itself: the drain, and too many early-cancelled
+/// requests.
 struct Ends<'a> {
     worker: &'a Worker,
     resets: Arc<Resets>,
@@ -417,8 +418,8 @@ struct Ends<'a> {
 }
 
 impl Ends<'_> {
-    /// Drives a connection; on drain, asks it to finish gracefully, and drops it when stopped;
-    /// drops it at once when most of its requests were cancelled ([`resets`]).
+    /// Drives a connection; on drain, or when most of its requests were cancelled early
+    /// ([`resets`]), asks it to finish gracefully; drops it when the process stops.
     async fn until<C, E>(
         &self,
         conn: C,
@@ -445,15 +446,10 @@ impl Ends<'_> {
         tokio::select! {
             biased;
             r = conn.as_mut() => r,
-            end = wake::OnWake::new(end) => match end {
-                End::Drain => {
-                    graceful(conn.as_mut());
-                    tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = reached(&mut stopped, Lifecycle::Stopped) => Ok(()),
-                    }
-                }
-                End::Resets => {
+            end = wake::OnWake::new(end) => {
+                // Drain: until the process stops. Too many early cancellations: a short grace.
+                let mut grace = None;
+                if let End::Resets = end {
                     let (requests, cancelled) = self.resets.counts();
                     self.worker
                         .shared
@@ -463,11 +459,24 @@ impl Ends<'_> {
                         .inc();
                     debug!(
                         requests,
-                        cancelled, "connection closed: most of its requests were cancelled"
+                        cancelled, "ending the connection: most of its requests were cancelled early"
                     );
-                    Ok(())
+                    grace = Some(tokio::time::sleep(resets::GRACE));
                 }
-            },
+                // GOAWAY (or `Connection: close`): no new requests; those in flight finish.
+                graceful(conn.as_mut());
+                let grace = async {
+                    match grace {
+                        Some(sleep) => sleep.await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = reached(&mut stopped, Lifecycle::Stopped) => Ok(()),
+                    _ = grace => Ok(()),
+                }
+            }
         }
     }
 }

@@ -5,30 +5,42 @@
 //! them in*. A client that opens and resets a few streams at a time, letting the server take
 //! each batch in first, never trips that count: every stream still costs a task, routing and
 //! the start of an upstream call, for ever. So each client connection counts its requests and
-//! those whose handling was dropped before a response head (a reset stream, or the connection
-//! ending under it). Once at least [`MIN_CANCELLED`] were cancelled and they are at least half
-//! of all its requests, the connection is closed (as Envoy does with its "premature resets").
+//! those cancelled early: handling dropped before a response head (a reset stream, or the
+//! connection ending under it) less than [`EARLY`] after it began. Requests cancelled later (a
+//! caller's own timeout of a second or more on a slow app) do not count, so a peer sidecar
+//! timing out on a struggling app is not mistaken for an attacker. Once at least
+//! [`MIN_CANCELLED`] were cancelled early and they are at least half of all its requests, the
+//! connection should end (Envoy's "premature resets" rule, with its numbers halved and its 1 s).
 //! An HTTP/1.1 connection can cancel at most its last request, so only HTTP/2 ever trips it.
 //!
-//! Owns: [`Resets`] (one per client connection; `tripped` resolves once it should close) and
-//! [`Tracked`] (a request's handling, counted on creation and when dropped unfinished).
-//! Doesn't own: closing the connection and counting that (`proxy::serve_http`).
+//! Owns: [`Resets`] (one per client connection; `tripped` resolves once it should end) and
+//! [`Tracked`] (a request's handling, counted on creation and when dropped unfinished early).
+//! Doesn't own: ending the connection (GOAWAY, then at most [`GRACE`] for the requests in
+//! flight) and counting that (`proxy::Ends`).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::Notify;
+use tokio::time::{Duration, Instant};
 
-/// Cancelled requests a connection may have before the half-of-all rule closes it.
-pub const MIN_CANCELLED: u32 = 100;
+/// Early-cancelled requests a connection may have before the half-of-all rule ends it.
+pub const MIN_CANCELLED: u64 = 100;
+
+/// A request cancelled sooner than this after it began counts as cancelled early.
+pub const EARLY: Duration = Duration::from_secs(1);
+
+/// How long a tripped connection's requests in flight may still run after its GOAWAY. A client
+/// that does not answer the GOAWAY's PING would otherwise hold it until keep-alive gives up.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Resets {
-    requests: AtomicU32,
-    cancelled: AtomicU32,
+    requests: AtomicU64,
+    cancelled: AtomicU64,
     tripped: AtomicBool,
     notify: Notify,
 }
@@ -38,13 +50,14 @@ impl Resets {
         Arc::default()
     }
 
-    /// Counts a request whose handling is `fut`; dropping the result before it completes
-    /// counts a cancellation.
+    /// Counts a request whose handling is `fut`; dropping the result before it completes, and
+    /// within [`EARLY`], counts an early cancellation.
     pub fn track<F: Future>(self: &Arc<Self>, fut: F) -> Tracked<F> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         Tracked {
             fut,
             resets: Some(self.clone()),
+            began: Instant::now(),
         }
     }
 
@@ -52,7 +65,7 @@ impl Resets {
         let cancelled = self.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
         let requests = self.requests.load(Ordering::Relaxed);
         if cancelled >= MIN_CANCELLED
-            && u64::from(cancelled) * 2 >= u64::from(requests)
+            && cancelled * 2 >= requests
             && !self.tripped.swap(true, Ordering::AcqRel)
         {
             self.notify.notify_waiters();
@@ -72,8 +85,8 @@ impl Resets {
         }
     }
 
-    /// Requests and cancelled requests so far.
-    pub fn counts(&self) -> (u32, u32) {
+    /// Requests and early-cancelled requests so far.
+    pub fn counts(&self) -> (u64, u64) {
         (
             self.requests.load(Ordering::Relaxed),
             self.cancelled.load(Ordering::Relaxed),
@@ -82,18 +95,22 @@ impl Resets {
 }
 
 pin_project_lite::pin_project! {
-    /// A request's handling, counted as cancelled if dropped before it completes.
+    /// A request's handling, counted as cancelled early if dropped unfinished within [`EARLY`].
     pub struct Tracked<F> {
         #[pin]
         fut: F,
         // `None` once completed.
         resets: Option<Arc<Resets>>,
+        began: Instant,
     }
 
     impl<F> PinnedDrop for Tracked<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(resets) = this.project().resets.take() {
-                resets.cancelled();
+            let this = this.project();
+            if let Some(resets) = this.resets.take() {
+                if this.began.elapsed() < EARLY {
+                    resets.cancelled();
+                }
             }
         }
     }

@@ -146,7 +146,7 @@ impl Metrics {
         let rapid_reset_closes = IntCounterVec::new(
             Opts::new(
                 "outrider_rapid_reset_closes_total",
-                "Client connections closed because at least 100 and at least half of their requests were cancelled before a response (HTTP/2 rapid reset).",
+                "Client connections ended because at least 100 and at least half of their requests were cancelled early, before a response (HTTP/2 rapid reset).",
             ),
             &["direction"],
         )

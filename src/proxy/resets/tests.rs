@@ -2,7 +2,7 @@ use std::future::{pending, ready};
 
 use futures_util::FutureExt;
 
-use super::{Resets, MIN_CANCELLED};
+use super::{Resets, EARLY, MIN_CANCELLED};
 
 fn tripped(r: &Resets) -> bool {
     r.tripped().now_or_never().is_some()
@@ -59,4 +59,17 @@ async fn a_waiter_is_woken_when_it_trips() {
         .await
         .expect("the waiter was woken")
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellations_after_the_early_window_do_not_count() {
+    let r = Resets::new();
+    let slow: Vec<_> = (0..2 * MIN_CANCELLED)
+        .map(|_| r.track(pending::<()>()))
+        .collect();
+    tokio::time::advance(EARLY).await;
+    // A caller's timeouts on a slow app: late, not counted.
+    drop(slow);
+    assert_eq!(r.counts(), (2 * MIN_CANCELLED, 0));
+    assert!(!tripped(&r));
 }
