@@ -109,7 +109,7 @@ impl App {
             }
             _ => None,
         };
-        let mut tls_watches = Vec::new();
+        let mut tls_watch = None;
         if let Some(store) = &tls {
             let m = store.current();
             metrics
@@ -117,12 +117,11 @@ impl App {
                 .with_label_values(&[&m.identity])
                 .set(unix_seconds(m.expires_at()));
             let f = &store.files;
-            tls_watches.push(DirWatch::new(&[&f.ca, &f.cert, &f.key]).map_err(|e| {
-                Error::Start {
-                    what: "certificate file watcher",
-                    source: std::io::Error::other(e.to_string()),
-                }
-            })?);
+            let watch = DirWatch::new(&[&f.ca, &f.cert, &f.key]).map_err(|e| Error::Start {
+                what: "certificate file watcher",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            tls_watch = Some(watch);
         }
         // The admin runtime exists before the first snapshot: health checks run on it.
         let admin_rt = tokio::runtime::Builder::new_current_thread()
@@ -263,7 +262,7 @@ impl App {
                             }
                         });
                     }
-                    for watch in tls_watches {
+                    if let Some(watch) = tls_watch {
                         let store = tls.clone().expect("watches exist only with a TLS store");
                         let metrics = admin_state.shared.metrics.clone();
                         tokio::spawn(watch_certificates(watch, store, metrics));

@@ -105,15 +105,7 @@ impl ConnTracker {
 
     /// Resolves once no connection is open.
     pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.open.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        wake::until(&self.idle, || self.open.load(Ordering::Acquire) == 0).await;
     }
 }
 

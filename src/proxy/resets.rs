@@ -74,15 +74,7 @@ impl Resets {
 
     /// Resolves once the connection should be closed.
     pub async fn tripped(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.tripped.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        super::wake::until(&self.notify, || self.tripped.load(Ordering::Acquire)).await;
     }
 
     /// Requests and early-cancelled requests so far.

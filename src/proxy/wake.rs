@@ -3,13 +3,30 @@
 //! A connection's task is polled for every read and write; the drain signal beside it (a
 //! `watch` wait) re-checks the channel and re-registers on each of those polls. [`OnWake`]
 //! polls it on its first poll and after its own wake-up only, and otherwise costs a lock and
-//! an atomic swap.
+//! an atomic swap. [`until`] is the wait on a flag behind a `Notify` (no open connections, a
+//! connection to end).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
+
+use tokio::sync::Notify;
+
+/// Resolves once `ready()` holds, checking again after each `notify_waiters` on `notify`
+/// (registered before each check, so a notification between check and wait is not missed).
+pub async fn until(notify: &Notify, ready: impl Fn() -> bool) {
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if ready() {
+            return;
+        }
+        notified.await;
+    }
+}
 
 pub struct OnWake<F> {
     fut: Pin<Box<F>>,
