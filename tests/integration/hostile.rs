@@ -26,6 +26,17 @@ async fn assert_still_serving(proxy: &TestProxy) {
     assert_eq!(resp.status, 200, "proxy stopped serving: {}", resp.text());
 }
 
+/// The limits of the timeout tests: the header read timeout at 500ms.
+const IMPATIENT: &str =
+    "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }";
+
+/// An echo upstream behind a proxy with [`IMPATIENT`] limits.
+async fn impatient() -> (Upstream, TestProxy) {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr).limits(IMPATIENT).start();
+    (up, proxy)
+}
+
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let up = Upstream::echo().await;
@@ -47,12 +58,7 @@ async fn oversized_headers_get_431() {
 
 #[tokio::test]
 async fn slowloris_is_disconnected_after_header_read_timeout() {
-    let up = Upstream::echo().await;
-    let proxy = Cfg::single(up.addr)
-        .limits(
-            "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }",
-        )
-        .start();
+    let (up, proxy) = impatient().await;
 
     let mut slow = raw::connect(proxy.outbound_addr()).await;
     raw::write(&mut slow, b"GET / HTTP/1.1\r\nhost: svc\r\nx-half: ").await;
@@ -75,12 +81,7 @@ async fn slowloris_is_disconnected_after_header_read_timeout() {
 /// served as HTTP/1.1 from its first byte (GET) and on one sniffed for h2c first (POST).
 #[tokio::test]
 async fn slowloris_after_a_served_request_is_disconnected_too() {
-    let up = Upstream::echo().await;
-    let proxy = Cfg::single(up.addr)
-        .limits(
-            "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }",
-        )
-        .start();
+    let (up, proxy) = impatient().await;
 
     for first in [
         &b"GET /first HTTP/1.1\r\nhost: svc\r\n\r\n"[..],
@@ -173,12 +174,7 @@ async fn inbound_concurrency_limit_answers_503_overloaded() {
 /// that sends the start of it and stops is cut at `header_read_timeout` (`proxy::preface`).
 #[tokio::test]
 async fn a_stalled_h2c_preface_is_disconnected() {
-    let up = Upstream::echo().await;
-    let proxy = Cfg::single(up.addr)
-        .limits(
-            "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }",
-        )
-        .start();
+    let (_up, proxy) = impatient().await;
 
     for start in [&b"P"[..], &b"PRI * HTTP/2.0\r\n"[..]] {
         let mut slow = raw::connect(proxy.outbound_addr()).await;
@@ -205,7 +201,7 @@ async fn an_mtls_h2_connection_without_a_preface_is_disconnected() {
     let app = Upstream::echo().await;
     let proxy = TestProxy::start(format!(
         "version: 1\n{}admin: {{ listen: 127.0.0.1:0 }}\nmetrics: {{ listen: 127.0.0.1:0 }}\n\
-         limits: {{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }}\n\
+         limits: {IMPATIENT}\n\
          inbound: {{ listen: 127.0.0.1:0, app: \"{}\", mode: strict }}\n",
         pki.sidecar_yaml("writing-analysis"),
         app.addr
@@ -304,12 +300,7 @@ async fn connections_beyond_max_connections_are_reset_and_counted() {
 /// idle clients do not hold `max_connections` slots for ever.
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_header_read_timeout() {
-    let up = Upstream::echo().await;
-    let proxy = Cfg::single(up.addr)
-        .limits(
-            "{ max_header_bytes: 16KiB, header_read_timeout: 500ms, max_concurrent_streams: 100 }",
-        )
-        .start();
+    let (_up, proxy) = impatient().await;
     let mut idle = raw::connect(proxy.outbound_addr()).await;
     raw::write(&mut idle, b"GET /once HTTP/1.1\r\nhost: svc\r\n\r\n").await;
     assert_eq!(raw::status(&raw::read_head(&mut idle).await), Some(200));
