@@ -5,6 +5,7 @@
 //! shutdown on drain) and connection accounting. The per-direction request handling lives in
 //! `outbound` and `inbound`, the only places where a direction's request path is put together.
 
+pub mod activity;
 pub mod audit;
 pub mod body;
 pub mod connect;
@@ -27,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use activity::Activity;
 use arc_swap::ArcSwap;
 use driver::{Driver, Owner, StreamExec, Tick, FLUSH_AFTER};
 use hyper::server::conn::{http1, http2};
@@ -129,6 +131,8 @@ pub struct Builders {
     h2_header_list: u32,
     /// Also bounds the wait for the HTTP/2 preface ([`preface`]).
     header_read_timeout: Duration,
+    /// `limits.idle_timeout` ([`activity`]); zero = never.
+    idle_timeout: Duration,
 }
 
 impl Builders {
@@ -176,6 +180,7 @@ pub fn server_builder(limits: &Limits) -> Arc<Builders> {
         h2_streams: limits.max_concurrent_streams,
         h2_header_list: max_header_list,
         header_read_timeout: limits.header_read_timeout,
+        idle_timeout: limits.idle_timeout,
     })
 }
 
@@ -327,20 +332,25 @@ fn service(
     identity: Option<Arc<str>>,
     guard: ConnGuard,
 ) -> Service {
+    let activity = Activity::new();
     let handler = match dir {
-        Direction::Outbound => {
-            Handler::Outbound(Arc::new(outbound::Outbound::new(worker.clone(), guard)))
-        }
+        Direction::Outbound => Handler::Outbound(Arc::new(outbound::Outbound::new(
+            worker.clone(),
+            guard,
+            activity.clone(),
+        ))),
         Direction::Inbound => Handler::Inbound(Arc::new(inbound::Inbound::new(
             worker.clone(),
             peer,
             identity,
             guard,
+            activity.clone(),
         ))),
     };
     Service {
         handler,
         resets: Resets::new(),
+        activity,
     }
 }
 
@@ -352,6 +362,8 @@ where
     let ends = Ends {
         worker,
         resets: svc.resets.clone(),
+        activity: svc.activity.clone(),
+        idle_timeout: b.idle_timeout,
         dir: match svc.handler {
             Handler::Outbound(_) => Direction::Outbound,
             Handler::Inbound(_) => Direction::Inbound,
@@ -401,17 +413,20 @@ where
     }
 }
 
-/// What ends a served connection besides itself: the drain, and too many early-cancelled
-/// requests.
+/// What ends a served connection besides itself: the drain, too many early-cancelled
+/// requests, and `limits.idle_timeout` with nothing in flight.
 struct Ends<'a> {
     worker: &'a Worker,
     resets: Arc<Resets>,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
     dir: Direction,
 }
 
 impl Ends<'_> {
-    /// Drives a connection; on drain, or when most of its requests were cancelled early
-    /// ([`resets`]), asks it to finish gracefully; drops it when the process stops.
+    /// Drives a connection; on drain, when most of its requests were cancelled early
+    /// ([`resets`]), or when it has been idle for `idle_timeout` ([`activity`]), asks it to
+    /// finish gracefully; drops it when the process stops.
     async fn until<C, E>(
         &self,
         conn: C,
@@ -423,13 +438,16 @@ impl Ends<'_> {
         enum End {
             Drain,
             Resets,
+            Idle,
         }
         let mut draining = self.worker.shared.lifecycle.clone();
         let mut stopped = self.worker.shared.lifecycle.clone();
         let end = async {
+            let idle = self.idle_timeout;
             tokio::select! {
                 _ = reached(&mut draining, Lifecycle::Draining) => End::Drain,
                 _ = self.resets.tripped() => End::Resets,
+                _ = self.activity.idle_for(idle), if !idle.is_zero() => End::Idle,
             }
         };
         tokio::pin!(conn);
@@ -441,6 +459,9 @@ impl Ends<'_> {
             end = wake::OnWake::new(end) => {
                 // Drain: until the process stops. Too many early cancellations: a short grace.
                 let mut grace = None;
+                if let End::Idle = end {
+                    debug!(idle_timeout = ?self.idle_timeout, "closing an idle connection");
+                }
                 if let End::Resets = end {
                     let (requests, cancelled) = self.resets.counts();
                     self.worker
@@ -473,12 +494,13 @@ impl Ends<'_> {
     }
 }
 
-/// The per-connection service: the direction's handler and the connection's count of
-/// cancelled requests ([`resets`]).
+/// The per-connection service: the direction's handler, the connection's count of cancelled
+/// requests ([`resets`]) and its activity ([`activity`], which the handler keeps up to date).
 #[derive(Clone)]
 struct Service {
     handler: Handler,
     resets: Arc<Resets>,
+    activity: Arc<Activity>,
 }
 
 /// One variant per direction. Shared, so a request takes one reference (one atomic increment)

@@ -46,6 +46,9 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// Open client connections per listener (all workers together).
     pub max_connections: u32,
+    /// A client connection with no request in flight and no response body streaming this long
+    /// is closed (HTTP/2: GOAWAY); zero = never.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -104,6 +104,9 @@ pub struct Limits {
     /// Extension: open client connections per listener; beyond, new ones are closed at once.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// Extension: a client connection with nothing in flight this long is closed.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

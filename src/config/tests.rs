@@ -332,6 +332,28 @@ fn limits_default_and_bounds() {
 }
 
 #[test]
+fn idle_timeout_defaults_to_an_hour_and_zero_disables_it() {
+    let l = load(GOOD).unwrap();
+    assert_eq!(
+        l.config.limits.idle_timeout,
+        std::time::Duration::from_secs(3600)
+    );
+    let l = load("version: 1\nlimits: { idle_timeout: 0s }\n").unwrap();
+    assert_eq!(l.config.limits.idle_timeout, std::time::Duration::ZERO);
+    let l = load("version: 1\nlimits: { idle_timeout: 90s }\n").unwrap();
+    assert_eq!(
+        l.config.limits.idle_timeout,
+        std::time::Duration::from_secs(90)
+    );
+    let errs = errors("version: 1\nlimits: { idle_timeout: soon }\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("t.yaml:2:25: invalid duration `soon`")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn otlp_endpoint_must_be_http() {
     let ok =
         load("version: 1\ntracing: { otlp: { endpoint: \"http://127.0.0.1:4318/v1/traces\" } }\n")

@@ -37,6 +37,7 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_CONCURRENT_STREAMS: u32 = 256;
     pub const MAX_CONNECTIONS: u32 = 10_000;
+    pub const CONN_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -397,11 +398,17 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
             "max_connections must be at least 1",
         );
     }
+    let idle_timeout = cx.duration(
+        "limits.idle_timeout",
+        l.idle_timeout.as_ref(),
+        defaults::CONN_IDLE_TIMEOUT,
+    );
     model::Limits {
         max_header_bytes,
         header_read_timeout,
         max_concurrent_streams,
         max_connections,
+        idle_timeout,
     }
 }
 

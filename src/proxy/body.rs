@@ -175,6 +175,8 @@ pub struct Guards {
     pub backend: Option<crate::resilience::Permit>,
     /// Returns the upstream HTTP/1.1 connection to its pool once the body is done.
     pub lease: Option<super::pool::Lease>,
+    /// Keeps the client connection busy (`limits.idle_timeout`) until the body is done.
+    pub busy: Option<super::activity::Busy>,
 }
 
 pub enum ProxyBody {

@@ -12,6 +12,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::activity::{Activity, Busy};
 use super::audit;
 use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
@@ -43,6 +44,8 @@ pub struct Inbound {
     seeded: std::sync::atomic::AtomicBool,
     /// The connection's timer for per-try timeouts (the app's calls have no route timeout).
     timer: ConnTimer,
+    /// What `limits.idle_timeout` watches: each request is busy until its body ends.
+    activity: Arc<Activity>,
 }
 
 impl Inbound {
@@ -51,6 +54,7 @@ impl Inbound {
         peer: SocketAddr,
         identity: Option<Arc<str>>,
         conn: ConnGuard,
+        activity: Arc<Activity>,
     ) -> Inbound {
         Inbound {
             worker,
@@ -62,6 +66,7 @@ impl Inbound {
             conn: Arc::new(conn),
             seeded: std::sync::atomic::AtomicBool::new(false),
             timer: ConnTimer::new(),
+            activity,
         }
     }
 
@@ -71,11 +76,12 @@ impl Inbound {
         self: Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+        let busy = self.activity.begin();
         let shared = &self.worker.shared;
         let observe = shared.access_log.is_some() || shared.otlp.is_some();
         let mut env = audit::Envelope::open(&mut req, observe);
         let snap = shared.snapshot.load_full();
-        let result = self.serve(&snap, req, &mut env).await;
+        let result = self.serve(&snap, req, &mut env, busy).await;
         let peer = self.identity.as_deref();
         let mut rsp = env.close(result, Direction::Inbound, shared, peer);
         if headers::first_block(&self.seeded) {
@@ -91,6 +97,7 @@ impl Inbound {
         snap: &Snapshot,
         mut req: Request<Incoming>,
         env: &mut audit::Envelope,
+        busy: Busy,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let rules = self.admit(snap)?;
         let upgrade = take_upgrade(&mut req);
@@ -136,6 +143,7 @@ impl Inbound {
             idle: defaults::IDLE_TIMEOUT,
             sse_keepalive: snap.loaded.config.mcp_sse_keepalive,
             inbound: to.permit,
+            busy,
         };
         reply.finish(sent, upgrade, &self.conn, env)
     }

@@ -9,6 +9,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use super::activity::Activity;
 use super::audit;
 use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
@@ -33,14 +34,17 @@ pub struct Outbound {
     conn: Arc<ConnGuard>,
     /// The connection's timer for route timeouts, reused request after request.
     route_timer: ConnTimer,
+    /// What `limits.idle_timeout` watches: each request is busy until its body ends.
+    activity: Arc<Activity>,
 }
 
 impl Outbound {
-    pub fn new(worker: Arc<Worker>, conn: ConnGuard) -> Outbound {
+    pub fn new(worker: Arc<Worker>, conn: ConnGuard, activity: Arc<Activity>) -> Outbound {
         Outbound {
             worker,
             conn: Arc::new(conn),
             route_timer: ConnTimer::new(),
+            activity,
         }
     }
 
@@ -50,6 +54,7 @@ impl Outbound {
         self: Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+        let busy = self.activity.begin();
         let shared = &self.worker.shared;
         let observe = shared.access_log.is_some() || shared.otlp.is_some();
         let mut env = audit::Envelope::open(&mut req, observe);
@@ -100,6 +105,7 @@ impl Outbound {
                     idle: routed.route.idle_timeout,
                     sse_keepalive: snap.loaded.config.mcp_sse_keepalive,
                     inbound: None,
+                    busy,
                 };
                 reply.finish(sent, upgrade, &self.conn, &env)
             }

@@ -12,6 +12,7 @@ use http::Response;
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::activity::Busy;
 use super::audit::Envelope;
 use super::body::{Guards, ProxyBody};
 use super::error::ProxyError;
@@ -31,6 +32,8 @@ pub struct Reply<'a> {
     pub sse_keepalive: Option<Duration>,
     /// The inbound listener's slot, held until the body ends.
     pub inbound: Option<OwnedSemaphorePermit>,
+    /// The request's share of its connection's activity, held until the body ends.
+    pub busy: Busy,
 }
 
 impl Reply<'_> {
@@ -70,6 +73,7 @@ impl Reply<'_> {
             inbound: self.inbound,
             backend: Some(permit),
             lease,
+            busy: Some(self.busy),
         };
         let keepalive = self.sse_keepalive.filter(|_| sse);
         Ok(rsp.map(|b| {

@@ -309,11 +309,5 @@ async fn an_idle_keep_alive_connection_is_closed_at_header_read_timeout() {
         closed_after >= Duration::from_millis(400),
         "closed before the timeout: {closed_after:?}"
     );
-    proxy
-        .wait_metric(
-            "outrider_connections_open",
-            &[("direction", "outbound")],
-            0.0,
-        )
-        .await;
+    proxy.wait_connections_closed("outbound").await;
 }

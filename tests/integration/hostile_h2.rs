@@ -25,6 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use outrider::certs::Validity;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::support::client::{get, h2_client, h2_get};
 use crate::support::h2raw::{self, Frame, GoAway};
 use crate::support::pki::{Pki, TlsClient};
 use crate::support::upstream::Upstream;
@@ -61,19 +62,6 @@ async fn assert_still_serving_h2c(proxy: &TestProxy) {
         .expect("proxy stopped accepting h2c");
     let resp = client::read(resp).await.unwrap();
     assert_eq!(resp.status, 200, "proxy stopped serving: {}", resp.text());
-}
-
-/// Waits until no connection of `direction` is open on the proxy: the hostile connection and
-/// every stream task it spawned (each holds the connection's guard) are gone, so nothing more
-/// can reach the upstream on its behalf.
-async fn wait_connections_closed(proxy: &TestProxy, direction: &str) {
-    proxy
-        .wait_metric(
-            "outrider_connections_open",
-            &[("direction", direction)],
-            0.0,
-        )
-        .await;
 }
 
 /// Runs a hostile writer beside the reader watching for the server's answer, bounded.
@@ -210,7 +198,7 @@ async fn h2c_rapid_reset_gets_goaway_enhance_your_calm() {
 
     let tcp = raw::connect(proxy.outbound_addr()).await;
     let seen = rapid_reset(tcp, "svc", RAPID_RESET_STREAMS).await;
-    wait_connections_closed(&proxy, "outbound").await;
+    proxy.wait_connections_closed("outbound").await;
     let forwarded = up.requests().len();
     eprintln!("h2c rapid reset: {seen:?}; the upstream saw {forwarded} request(s)");
     assert_rapid_reset_stopped(&seen, forwarded);
@@ -278,7 +266,7 @@ async fn mtls_rapid_reset_on_the_strict_inbound_gets_goaway_enhance_your_calm() 
         .expect("mTLS connect");
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let seen = rapid_reset(stream, "app", RAPID_RESET_STREAMS).await;
-    wait_connections_closed(&proxy, "inbound").await;
+    proxy.wait_connections_closed("inbound").await;
     let forwarded = app.requests().len();
     eprintln!("mTLS rapid reset: {seen:?}; the app saw {forwarded} request(s)");
     assert_rapid_reset_stopped(&seen, forwarded);
@@ -398,7 +386,7 @@ async fn h2c_paced_rapid_reset_is_ended_too() {
     let mut tcp = raw::connect(proxy.outbound_addr()).await;
     let seen = paced_rapid_reset(&mut tcp, "svc", PACED_STREAMS).await;
     drop(tcp);
-    wait_connections_closed(&proxy, "outbound").await;
+    proxy.wait_connections_closed("outbound").await;
     let forwarded = up.requests().len();
     eprintln!("paced rapid reset: {seen:?}; the upstream saw {forwarded} request(s)");
     assert!(
@@ -452,7 +440,7 @@ async fn mtls_paced_rapid_reset_on_the_strict_inbound_is_ended() {
     assert!(seen.goaway.is_some() || seen.closed, "{seen:?}");
     assert!(seen.opened <= PACED_MAX_STREAMS + PACED_BATCH, "{seen:?}");
     drop(stream);
-    wait_connections_closed(&proxy, "inbound").await;
+    proxy.wait_connections_closed("inbound").await;
     proxy
         .wait_metric(
             "outrider_rapid_reset_closes_total",
@@ -600,7 +588,7 @@ async fn h2c_continuation_flood_is_stopped_after_a_bounded_number_of_bytes() {
             flood.frames
         );
     }
-    wait_connections_closed(&proxy, "outbound").await;
+    proxy.wait_connections_closed("outbound").await;
     assert_eq!(
         up.requests().len(),
         0,
@@ -608,50 +596,6 @@ async fn h2c_continuation_flood_is_stopped_after_a_bounded_number_of_bytes() {
     );
 
     assert_still_serving_h2c(&proxy).await;
-}
-
-/// An `h2` crate client over h2c prior knowledge; its connection task is returned to see how
-/// the connection ended.
-async fn h2_client(
-    addr: SocketAddr,
-) -> (
-    h2::client::SendRequest<Bytes>,
-    tokio::task::JoinHandle<Result<(), h2::Error>>,
-) {
-    let tcp = raw::connect(addr).await;
-    let (send, conn) = bounded("h2 handshake", h2::client::handshake(tcp))
-        .await
-        .expect("h2 handshake");
-    let conn = tokio::spawn(conn);
-    let send = bounded("h2 ready", send.ready())
-        .await
-        .expect("h2 connection ready");
-    (send, conn)
-}
-
-/// Sends a bodiless request and reads the whole answer: `Ok((status, body))`, or the
-/// stream's (or connection's) error.
-async fn h2_get(
-    send: &mut h2::client::SendRequest<Bytes>,
-    req: Request<()>,
-) -> Result<(u16, Bytes), h2::Error> {
-    let (resp, _) = send.send_request(req, true)?;
-    let resp = bounded("h2 response", resp).await?;
-    let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    let mut data = Vec::new();
-    while let Some(chunk) = bounded("h2 response body", body.data()).await {
-        let chunk = chunk?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-    }
-    Ok((status, Bytes::from(data)))
-}
-
-fn get(authority: &str, path: &str) -> Request<()> {
-    Request::get(format!("http://{authority}{path}"))
-        .body(())
-        .unwrap()
 }
 
 /// 16KiB limit, one 20KiB header: the `h2` crate client gets a 431 with an empty body (h2

@@ -14,6 +14,7 @@ mod failures;
 mod headers;
 mod hostile;
 mod hostile_h2;
+mod idle;
 mod inbound;
 mod mcp;
 mod mtls;

@@ -4,6 +4,8 @@
 //! * [`h1_send`]: one request on a fresh HTTP/1.1 connection, URI written exactly as given
 //!   (absolute-form proxy requests, streaming request bodies).
 //! * [`h2c_send`]: one request over HTTP/2 prior knowledge (h2c).
+//! * [`h2_client`] + [`h2_get`]: the `h2` crate's client over h2c, its connection task kept to
+//!   see how the server ended it.
 
 use std::net::SocketAddr;
 
@@ -212,4 +214,49 @@ pub async fn read_to_end(body: &mut Incoming, limit: std::time::Duration) -> End
         Ok(Some(err)) => End::Error(seen, err),
         Err(_) => panic!("body neither ended nor failed within {limit:?}; read so far: {seen:?}"),
     }
+}
+
+/// An `h2` crate client over h2c prior knowledge; its connection task is returned to see how
+/// the connection ended.
+pub async fn h2_client(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = super::raw::connect(addr).await;
+    let (send, conn) = bounded("h2 handshake", h2::client::handshake(tcp))
+        .await
+        .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let send = bounded("h2 ready", send.ready())
+        .await
+        .expect("h2 connection ready");
+    (send, conn)
+}
+
+/// Sends a bodiless request and reads the whole answer: `Ok((status, body))`, or the
+/// stream's (or connection's) error.
+pub async fn h2_get(
+    send: &mut h2::client::SendRequest<Bytes>,
+    req: Request<()>,
+) -> Result<(u16, Bytes), h2::Error> {
+    let (resp, _) = send.send_request(req, true)?;
+    let resp = bounded("h2 response", resp).await?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = bounded("h2 response body", body.data()).await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    Ok((status, Bytes::from(data)))
+}
+
+/// A bodiless GET of `http://{authority}{path}` for [`h2_get`].
+pub fn get(authority: &str, path: &str) -> Request<()> {
+    Request::get(format!("http://{authority}{path}"))
+        .body(())
+        .unwrap()
 }

@@ -301,6 +301,18 @@ impl TestProxy {
         }
     }
 
+    /// Waits until no connection of `direction` is open: the connection and every stream task
+    /// it spawned (each holds the connection's guard) are gone, so nothing more can reach the
+    /// upstream on its behalf.
+    pub async fn wait_connections_closed(&self, direction: &str) {
+        self.wait_metric(
+            "outrider_connections_open",
+            &[("direction", direction)],
+            0.0,
+        )
+        .await;
+    }
+
     /// Start a graceful drain (same as `POST /drain`).
     pub fn drain(&self) {
         self.handle.as_ref().expect("proxy already stopped").drain();
