@@ -49,6 +49,9 @@ pub struct Limits {
     /// A client connection with no request in flight and no response body streaming this long
     /// is closed (HTTP/2: GOAWAY); zero = never.
     pub idle_timeout: Duration,
+    /// A request body outrider buffers (MCP inspection, a retry's replay copy) must arrive whole
+    /// within this after the head.
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -107,6 +107,9 @@ pub struct Limits {
     /// Extension: a client connection with nothing in flight this long is closed.
     #[serde(default)]
     pub idle_timeout: Option<String>,
+    /// Extension: a request body outrider buffers must arrive whole within this.
+    #[serde(default)]
+    pub body_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

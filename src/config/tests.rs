@@ -365,3 +365,23 @@ fn otlp_endpoint_must_be_http() {
     let errs = errors("version: 1\ntracing: { otlp: { endpoint: \"grpc://collector:4317\" } }\n");
     assert!(errs[0].contains("invalid OTLP endpoint"), "{errs:?}");
 }
+
+#[test]
+fn body_read_timeout_defaults_to_30s_and_must_be_positive() {
+    let l = load(GOOD).unwrap();
+    assert_eq!(
+        l.config.limits.body_read_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    let l = load("version: 1\nlimits: { body_read_timeout: 2m }\n").unwrap();
+    assert_eq!(
+        l.config.limits.body_read_timeout,
+        std::time::Duration::from_secs(120)
+    );
+    let errs = errors("version: 1\nlimits: { body_read_timeout: 0s }\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("body_read_timeout must be greater than 0")),
+        "{errs:#?}"
+    );
+}

@@ -38,6 +38,7 @@ pub mod defaults {
     pub const MAX_CONCURRENT_STREAMS: u32 = 256;
     pub const MAX_CONNECTIONS: u32 = 10_000;
     pub const CONN_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
     pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -403,12 +404,24 @@ fn limits(cx: &mut Ctx, l: Option<&schema::Limits>) -> model::Limits {
         l.idle_timeout.as_ref(),
         defaults::CONN_IDLE_TIMEOUT,
     );
+    let body_read_timeout = cx.duration(
+        "limits.body_read_timeout",
+        l.body_read_timeout.as_ref(),
+        defaults::BODY_READ_TIMEOUT,
+    );
+    if body_read_timeout.is_zero() {
+        cx.err(
+            "limits.body_read_timeout",
+            "body_read_timeout must be greater than 0",
+        );
+    }
     model::Limits {
         max_header_bytes,
         header_read_timeout,
         max_concurrent_streams,
         max_connections,
         idle_timeout,
+        body_read_timeout,
     }
 }
 

@@ -20,6 +20,8 @@ pub enum ProxyError {
     ClientBody { source: BoxError },
     #[error("request body larger than mcp.max_inspect_body ({limit} bytes) and a policy needs it")]
     BodyTooLarge { limit: usize },
+    #[error("request body not received within limits.body_read_timeout ({timeout:?})")]
+    BodyTimeout { timeout: std::time::Duration },
     #[error("{why}")]
     McpMismatch {
         why: String,
@@ -61,6 +63,7 @@ impl ProxyError {
             ProxyError::CircuitOpen { .. } => "circuit-open",
             ProxyError::ClientBody { .. } => "bad-request",
             ProxyError::BodyTooLarge { .. } => "body-too-large",
+            ProxyError::BodyTimeout { .. } => "body-timeout",
             ProxyError::McpMismatch { .. } => crate::mcp::errors::HEADER_MISMATCH_REASON,
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::ConnectFailed { .. } => "connect-failed",
@@ -82,6 +85,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ConnectFailed { .. } | ProxyError::UpstreamReset { .. } => {
                 StatusCode::BAD_GATEWAY
             }

@@ -57,6 +57,8 @@ pub struct Call<'a> {
     pub upgrade: bool,
     /// The connection's timer for route and per-try timeouts (see `timer`).
     pub timer: &'a ConnTimer,
+    /// `limits.body_read_timeout`: a body buffered for replay must arrive within it.
+    pub body_timeout: Duration,
 }
 
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
@@ -147,8 +149,11 @@ pub async fn forward(
             match b.size_hint().exact() {
                 Some(0) if b.is_end_stream() => Some(Bytes::new()),
                 Some(n) if n <= s.max_body as u64 => {
-                    let collected = Box::pin(http_body_util::BodyExt::collect(b))
+                    let timeout = call.body_timeout;
+                    let collect = http_body_util::BodyExt::collect(b);
+                    let collected = Box::pin(tokio::time::timeout(timeout, collect))
                         .await
+                        .map_err(|_| ProxyError::BodyTimeout { timeout })?
                         .map_err(|e| ProxyError::ClientBody { source: e.into() })?;
                     Some(collected.to_bytes())
                 }

@@ -18,7 +18,7 @@ use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
 use super::forward::{forward, take_upgrade, Call, TryInfo};
 use super::headers;
-use super::inspect::{inspect, Inspection};
+use super::inspect::{inspect, Deadline, Inspection};
 use super::reply::Reply;
 use super::timer::ConnTimer;
 use super::{ConnGuard, Worker};
@@ -44,6 +44,8 @@ pub struct Inbound {
     seeded: std::sync::atomic::AtomicBool,
     /// The connection's timer for per-try timeouts (the app's calls have no route timeout).
     timer: ConnTimer,
+    /// The connection's timer for `limits.body_read_timeout` (bodies read for classification).
+    body_timer: ConnTimer,
     /// What `limits.idle_timeout` watches: each request is busy until its body ends.
     activity: Arc<Activity>,
 }
@@ -66,6 +68,7 @@ impl Inbound {
             conn: Arc::new(conn),
             seeded: std::sync::atomic::AtomicBool::new(false),
             timer: ConnTimer::new(),
+            body_timer: ConnTimer::new(),
             activity,
         }
     }
@@ -105,8 +108,9 @@ impl Inbound {
             Inspection::Pass(req) => req,
             Inspection::Read(p) => {
                 let config = &snap.loaded.config;
+                let deadline = Deadline::after(config.limits.body_read_timeout, &self.body_timer);
                 let (req, mcp) = p
-                    .classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
+                    .classify(config.mcp_max_inspect_body, snap.needs_mcp_body, deadline)
                     .await?;
                 env.meta.mcp = mcp;
                 req
@@ -131,6 +135,7 @@ impl Inbound {
                 .any(|k| k == super::forward::MCP_SESSION_ID),
             upgrade: upgrade.is_some(),
             timer: &self.timer,
+            body_timeout: snap.loaded.config.limits.body_read_timeout,
         };
         let mut info = TryInfo::default();
         // Boxed: the request future stays small, so hyper and tokio move less per request.

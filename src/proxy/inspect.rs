@@ -9,15 +9,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, Method, Request};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use super::body::UpstreamBody;
 use super::error::ProxyError;
+use super::timer::{ConnTimer, Recycled};
 use crate::mcp::{self, Classification};
 
 /// What [`inspect`] does with a request, decided from its head alone.
@@ -59,7 +63,10 @@ impl Inspection {
     pub async fn finish(self, limit: usize, needs_body: bool) -> Classified {
         match self {
             Inspection::Pass(req) => Ok((req, None)),
-            Inspection::Read(p) => p.classify(limit, needs_body).await,
+            Inspection::Read(p) => {
+                let deadline = Deadline::after(Duration::from_secs(30), &ConnTimer::new());
+                p.classify(limit, needs_body, deadline).await
+            }
         }
     }
 }
@@ -70,12 +77,14 @@ type Classified = Result<(Request<UpstreamBody>, Option<Classification>), ProxyE
 impl Pending {
     /// Reads (up to `limit`) and classifies the body. `needs_body`: some route or rule of the
     /// snapshot has MCP conditions, so an uninspectable body (too large) must be refused rather
-    /// than passed through. Boxed: the caller's future keeps a pointer, not the reading state,
-    /// across the await (requests that skip it move less).
+    /// than passed through. The body must arrive within `deadline` (`limits.body_read_timeout`,
+    /// on the connection's timer for it). Boxed: the caller's future keeps a pointer, not the
+    /// reading state, across the await (requests that skip it move less).
     pub fn classify(
         self,
         limit: usize,
         needs_body: bool,
+        deadline: Deadline,
     ) -> Pin<Box<impl Future<Output = Classified> + Send>> {
         Box::pin(async move {
             let req = self.0;
@@ -91,8 +100,33 @@ impl Pending {
                 let c = headers_only(&req)?;
                 return Ok((req.map(UpstreamBody::Stream), c));
             }
-            read_body(req, limit, needs_body).await
+            let read = read_body(req, limit, needs_body);
+            let Deadline { mut timer, timeout } = deadline;
+            tokio::pin!(read);
+            std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(r),
+                Poll::Pending => Pin::new(&mut timer)
+                    .poll(cx)
+                    .map(|()| Err(ProxyError::BodyTimeout { timeout })),
+            })
+            .await
         })
+    }
+}
+
+/// When a body being read for classification must have arrived: a sleep on the connection's
+/// timer for it, and the timeout it stands for (for the error).
+pub struct Deadline {
+    pub timer: Recycled,
+    pub timeout: Duration,
+}
+
+impl Deadline {
+    pub fn after(timeout: Duration, timer: &ConnTimer) -> Deadline {
+        Deadline {
+            timer: timer.sleep_until(Instant::now() + timeout),
+            timeout,
+        }
     }
 }
 

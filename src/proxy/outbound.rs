@@ -15,7 +15,7 @@ use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
 use super::forward::{forward, take_upgrade, Call, TryInfo};
 use super::headers;
-use super::inspect::{inspect, Inspection};
+use super::inspect::{inspect, Deadline, Inspection};
 use super::reply::Reply;
 use super::timer::ConnTimer;
 use super::{ConnGuard, Worker};
@@ -34,6 +34,8 @@ pub struct Outbound {
     conn: Arc<ConnGuard>,
     /// The connection's timer for route timeouts, reused request after request.
     route_timer: ConnTimer,
+    /// The connection's timer for `limits.body_read_timeout` (bodies read for classification).
+    body_timer: ConnTimer,
     /// What `limits.idle_timeout` watches: each request is busy until its body ends.
     activity: Arc<Activity>,
 }
@@ -44,6 +46,7 @@ impl Outbound {
             worker,
             conn: Arc::new(conn),
             route_timer: ConnTimer::new(),
+            body_timer: ConnTimer::new(),
             activity,
         }
     }
@@ -64,8 +67,9 @@ impl Outbound {
             Inspection::Pass(req) => req,
             Inspection::Read(p) => {
                 let config = &snap.loaded.config;
+                let deadline = Deadline::after(config.limits.body_read_timeout, &self.body_timer);
                 match p
-                    .classify(config.mcp_max_inspect_body, snap.needs_mcp_body)
+                    .classify(config.mcp_max_inspect_body, snap.needs_mcp_body, deadline)
                     .await
                 {
                     Ok((req, mcp)) => {
@@ -93,6 +97,7 @@ impl Outbound {
                     session_bound: false,
                     upgrade: upgrade.is_some(),
                     timer: &self.route_timer,
+                    body_timeout: snap.loaded.config.limits.body_read_timeout,
                 };
                 let mut info = TryInfo::default();
                 // Boxed: the request future stays small, so hyper and tokio move less per request.

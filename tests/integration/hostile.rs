@@ -311,3 +311,68 @@ async fn an_idle_keep_alive_connection_is_closed_at_header_read_timeout() {
     );
     proxy.wait_connections_closed("outbound").await;
 }
+
+/// `body_read_timeout` at 300ms, everything else as usual.
+const SLOW_BODY_LIMITS: &str = "{ header_read_timeout: 5s, body_read_timeout: 300ms }";
+
+/// Sends a head announcing 100 body bytes, then only `part` of them, and reads the answer: a
+/// body that stops arriving is answered `408 body-timeout` once `body_read_timeout` has passed
+/// (it never reaches the upstream, and the proxy counts it).
+async fn stalled_body(proxy: &TestProxy, addr: std::net::SocketAddr, head: &str, direction: &str) {
+    let mut conn = raw::connect(addr).await;
+    let started = Instant::now();
+    raw::write(&mut conn, head.as_bytes()).await;
+    raw::write(&mut conn, b"{\"jsonrpc\":").await;
+    let answer = raw::read_head(&mut conn).await;
+    let waited = started.elapsed();
+    assert_eq!(raw::status(&answer), Some(408), "{answer}");
+    assert!(
+        answer.contains("x-outrider-error: body-timeout"),
+        "{answer}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
+        "answered after {waited:?}"
+    );
+    proxy
+        .wait_metric(
+            "outrider_proxy_errors_total",
+            &[("direction", direction), ("reason", "body-timeout")],
+            1.0,
+        )
+        .await;
+}
+
+/// An MCP/JSON body is read whole for classification before anything is forwarded: a client
+/// that stops sending it mid-way holds its request only until `body_read_timeout`, on either
+/// listener.
+#[tokio::test]
+async fn a_json_body_that_stops_arriving_gets_408_body_timeout() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::single(up.addr)
+        .inbound(up.addr, 100)
+        .limits(SLOW_BODY_LIMITS)
+        .start();
+    let head = "POST /mcp HTTP/1.1\r\nhost: svc\r\ncontent-type: application/json\r\n\
+                content-length: 100\r\n\r\n";
+    stalled_body(&proxy, proxy.outbound_addr(), head, "outbound").await;
+    stalled_body(&proxy, proxy.inbound_addr(), head, "inbound").await;
+    assert_eq!(up.requests().len(), 0, "a partial body was forwarded");
+    assert_still_serving(&proxy).await;
+}
+
+/// A route with retries buffers a small body to replay it: that read is bounded the same way.
+#[tokio::test]
+async fn a_body_buffered_for_retries_that_stops_arriving_gets_408_body_timeout() {
+    let up = Upstream::echo().await;
+    let proxy = Cfg::new()
+        .backend("b1", up.addr)
+        .host_route("r1", "svc", "b1", "retry: { attempts: 2, on: [reset] }")
+        .limits(SLOW_BODY_LIMITS)
+        .start();
+    let head = "PUT /doc HTTP/1.1\r\nhost: svc\r\ncontent-type: text/plain\r\n\
+                content-length: 100\r\n\r\n";
+    stalled_body(&proxy, proxy.outbound_addr(), head, "outbound").await;
+    assert_eq!(up.requests().len(), 0, "a partial body was forwarded");
+    assert_still_serving(&proxy).await;
+}
