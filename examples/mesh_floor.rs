@@ -158,10 +158,14 @@ impl Outbound {
             .await?;
         // outrider's upstream HTTP/2 settings.
         let (tx, conn) = pool::h2_client().handshake::<_, Bytes>(tls).await?;
-        let driver = driver::spawn_client(conn, || {
-            eprintln!("mesh_floor: the HTTP/2 connection to the inbound side ended");
-            std::process::exit(1);
-        });
+        let driver = driver::spawn_client(
+            conn,
+            || {
+                eprintln!("mesh_floor: the HTTP/2 connection to the inbound side ended");
+                std::process::exit(1);
+            },
+            None,
+        );
         Ok(Outbound { tx, driver })
     }
 

@@ -15,6 +15,7 @@ pub mod forward;
 pub mod headers;
 pub mod inbound;
 pub mod inspect;
+pub mod keepalive;
 pub mod outbound;
 pub mod pool;
 pub mod preface;

@@ -143,6 +143,8 @@ impl Snapshot {
                         ..Default::default()
                     },
                     connect_timeout: crate::config::validate::defaults::CONNECT_TIMEOUT,
+                    // The local app is spoken to over HTTP/1.1.
+                    h2_keepalive: None,
                 },
                 deps,
             )),
@@ -350,6 +352,7 @@ fn pool(b: &Backend, deps: &Deps) -> Pool {
     let settings = PoolSettings {
         connect_timeout: b.connect_timeout,
         h2_prior_knowledge: b.protocol == Protocol::Http2,
+        h2_keepalive: b.h2_keepalive,
         ..PoolSettings::default()
     };
     Pool::with_tls(settings, tls)

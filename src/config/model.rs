@@ -202,6 +202,16 @@ pub struct Backend {
     pub connect_timeout: Duration,
     /// Balancing, circuit breaker, outlier ejection, health check.
     pub resilience: crate::resilience::Settings,
+    /// PINGs on the backend's HTTP/2 connections; `None`: none sent.
+    pub h2_keepalive: Option<H2Keepalive>,
+}
+
+/// An HTTP/2 connection to a backend sends a PING every `interval`; one without an answer
+/// within `timeout` is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

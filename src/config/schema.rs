@@ -257,6 +257,18 @@ pub struct Backend {
     pub health_check: Option<HealthCheck>,
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Extension: PINGs on the backend's HTTP/2 connections.
+    #[serde(default)]
+    pub h2_keepalive: Option<H2Keepalive>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct H2Keepalive {
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

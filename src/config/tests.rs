@@ -385,3 +385,38 @@ fn body_read_timeout_defaults_to_30s_and_must_be_positive() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn h2_keepalive_is_on_by_default_and_interval_zero_turns_it_off() {
+    let l = load(GOOD).unwrap();
+    assert_eq!(
+        l.config.backends[0].h2_keepalive,
+        Some(model::H2Keepalive {
+            interval: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(5),
+        })
+    );
+    let b = |k: &str| {
+        format!(
+            "version: 1\nbackends: [{{ name: b, discovery: {{ static: [\"127.0.0.1:1\"] }}, h2_keepalive: {k} }}]\n"
+        )
+    };
+    let l = load(&b("{ interval: 0s }")).unwrap();
+    assert_eq!(l.config.backends[0].h2_keepalive, None);
+    let l = load(&b("{ interval: 1m, timeout: 2s }")).unwrap();
+    assert_eq!(
+        l.config.backends[0].h2_keepalive,
+        Some(model::H2Keepalive {
+            interval: std::time::Duration::from_secs(60),
+            timeout: std::time::Duration::from_secs(2),
+        })
+    );
+    let errs = errors(&b("{ timeout: 0s }"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("h2_keepalive.timeout must be greater than 0")),
+        "{errs:#?}"
+    );
+    let errs = errors(&b("{ every: 1s }"));
+    assert!(errs.iter().any(|e| e.contains("every")), "{errs:#?}");
+}

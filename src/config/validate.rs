@@ -39,6 +39,8 @@ pub mod defaults {
     pub const MAX_CONNECTIONS: u32 = 10_000;
     pub const CONN_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+    pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
     pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -604,6 +606,7 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend, has_tls: bool) -> mode
     if connect_timeout.is_zero() {
         cx.err(&ct_path, "connect_timeout must be greater than 0");
     }
+    let h2_keepalive = h2_keepalive(cx, path, b.h2_keepalive.as_ref());
     model::Backend {
         name: b.name.clone(),
         endpoints,
@@ -612,7 +615,31 @@ fn backend(cx: &mut Ctx, path: &str, b: &schema::Backend, has_tls: bool) -> mode
         protocol,
         connect_timeout,
         resilience,
+        h2_keepalive,
     }
+}
+
+/// `h2_keepalive`: on by default; `interval: 0s` turns it off.
+fn h2_keepalive(
+    cx: &mut Ctx,
+    path: &str,
+    k: Option<&schema::H2Keepalive>,
+) -> Option<model::H2Keepalive> {
+    let interval = cx.duration(
+        &format!("{path}.h2_keepalive.interval"),
+        k.and_then(|k| k.interval.as_ref()),
+        defaults::H2_KEEPALIVE_INTERVAL,
+    );
+    let timeout_path = format!("{path}.h2_keepalive.timeout");
+    let timeout = cx.duration(
+        &timeout_path,
+        k.and_then(|k| k.timeout.as_ref()),
+        defaults::H2_KEEPALIVE_TIMEOUT,
+    );
+    if timeout.is_zero() {
+        cx.err(&timeout_path, "h2_keepalive.timeout must be greater than 0");
+    }
+    (!interval.is_zero()).then_some(model::H2Keepalive { interval, timeout })
 }
 
 fn route(

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
+use super::keepalive::Pings;
+
 /// Streams since the connection was last polled before a request polls it itself. 1 writes
 /// every request at once (the most parallel, one TLS record and syscall each); a few keep most
 /// of the batching. Measured on the mesh benchmark (`wrk -c64`, req/s against no early polls),
@@ -122,9 +124,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Spawns the task that owns an upstream HTTP/2 connection until it ends; `on_end` runs then
-/// (also when the runtime drops the task, which closes the connection).
-pub fn spawn_client<F>(conn: F, on_end: impl FnOnce() + Send + 'static) -> Arc<Driver<F>>
+/// Spawns the task that owns an upstream HTTP/2 connection until it ends, or until one of its
+/// keep-alive `pings` goes unanswered; `on_end` runs then (also when the runtime drops the
+/// task, which closes the connection).
+pub fn spawn_client<F>(
+    conn: F,
+    on_end: impl FnOnce() + Send + 'static,
+    pings: Option<Pings>,
+) -> Arc<Driver<F>>
 where
     F: Future<Output = Result<(), h2::Error>> + Send + 'static,
 {
@@ -135,7 +142,17 @@ where
         on_end: Some(on_end),
     };
     tokio::spawn(async move {
-        if let Some(Err(error)) = std::future::poll_fn(|cx| owner.driver.poll_owner(cx)).await {
+        let conn = std::future::poll_fn(|cx| owner.driver.poll_owner(cx));
+        let ended = match pings {
+            None => conn.await,
+            Some(pings) => tokio::select! {
+                biased;
+                ended = conn => ended,
+                // Dropping the connection fails its streams: their requests see a reset.
+                () = pings.unanswered() => None,
+            },
+        };
+        if let Some(Err(error)) = ended {
             tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
         }
         drop(owner);
@@ -221,9 +238,11 @@ mod tests {
         let probe = Arc::new(Probe::default());
         let ended = Arc::new(AtomicBool::new(false));
         let flag = ended.clone();
-        let driver = spawn_client(conn(probe.clone()), move || {
-            flag.store(true, Ordering::SeqCst)
-        });
+        let driver = spawn_client(
+            conn(probe.clone()),
+            move || flag.store(true, Ordering::SeqCst),
+            None,
+        );
         until(|| probe.polls.load(Ordering::SeqCst) == 1).await;
 
         // Fewer than FLUSH_AFTER streams: left to the connection's task.
@@ -264,9 +283,11 @@ mod tests {
         let ended = Arc::new(AtomicBool::new(false));
         let flag = ended.clone();
         let driver = rt.block_on(async {
-            let d = spawn_client(conn(probe.clone()), move || {
-                flag.store(true, Ordering::SeqCst)
-            });
+            let d = spawn_client(
+                conn(probe.clone()),
+                move || flag.store(true, Ordering::SeqCst),
+                None,
+            );
             until(|| probe.polls.load(Ordering::SeqCst) == 1).await;
             d
         });

@@ -38,6 +38,8 @@ use super::body::{BoxError, H2Body, RespBody, UpstreamBody};
 use super::connect::{Dialer, UpstreamTls};
 use super::driver::{self, Tick};
 use super::headers;
+use super::keepalive::Pings;
+use crate::config::model::H2Keepalive;
 
 type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -80,6 +82,8 @@ pub struct Settings {
     pub max_idle_per_endpoint: usize,
     /// Plaintext HTTP/2 with prior knowledge (`protocol: http2` without `tls`).
     pub h2_prior_knowledge: bool,
+    /// PINGs on HTTP/2 connections ([`super::keepalive`]); `None`: none.
+    pub h2_keepalive: Option<H2Keepalive>,
 }
 
 impl Default for Settings {
@@ -89,6 +93,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(90),
             max_idle_per_endpoint: 256,
             h2_prior_knowledge: false,
+            h2_keepalive: None,
         }
     }
 }
@@ -361,18 +366,25 @@ impl Pool {
         // `protocol: http2` speaks HTTP/2 whatever ALPN said (prior knowledge).
         let h2 = conn.negotiated_h2() || inner.settings.h2_prior_knowledge;
         let sender = if h2 {
-            let (tx, conn) = inner
+            let (tx, mut conn) = inner
                 .h2
                 .handshake::<_, Bytes>(TokioIo::new(conn))
                 .await
                 .map_err(|e| SendError::Connect(io::Error::other(e)))?;
+            let pings = inner
+                .settings
+                .h2_keepalive
+                .and_then(|k| Some(Pings::new(conn.ping_pong()?, k, addr)));
             let state = Arc::new(H2State {
                 alive: AtomicBool::new(true),
                 seeded: AtomicBool::new(false),
             });
             let ended = state.clone();
-            let driver =
-                driver::spawn_client(conn, move || ended.alive.store(false, Ordering::Release));
+            let driver = driver::spawn_client(
+                conn,
+                move || ended.alive.store(false, Ordering::Release),
+                pings,
+            );
             Either::H2(H2Sender { tx, state, driver })
         } else {
             let (tx, conn) = inner

@@ -16,6 +16,7 @@ mod hostile;
 mod hostile_h2;
 mod idle;
 mod inbound;
+mod keepalive;
 mod mcp;
 mod mtls;
 mod observability;
