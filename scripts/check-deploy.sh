@@ -77,6 +77,8 @@ SPEC_METRICS = {
     "outrider_requests_total",
     # extension (docs/metrics.md): rejected/applied certificate rotations
     "outrider_tls_rotations_total",
+    # extension (docs/metrics.md): completed TLS handshakes (denominator of the failure ratio)
+    "outrider_tls_handshakes_total",
     # extension (docs/metrics.md): per-tool MCP latency
     "outrider_mcp_request_duration_seconds_bucket",
     "outrider_mcp_request_duration_seconds_sum",

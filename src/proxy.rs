@@ -299,6 +299,12 @@ async fn serve_conn(
                     return;
                 }
             };
+            worker
+                .shared
+                .metrics
+                .tls_handshakes
+                .with_label_values(&["inbound"])
+                .inc();
             let identity = tls
                 .get_ref()
                 .1

@@ -345,6 +345,7 @@ fn pool(b: &Backend, deps: &Deps) -> Pool {
                 Protocol::Auto => Alpn::Auto,
             },
             errors: deps.metrics.tls_handshake_errors.clone(),
+            handshakes: deps.metrics.tls_handshakes.with_label_values(&["outbound"]),
         }),
         // Validation guarantees a store whenever a backend asks for TLS.
         _ => None,

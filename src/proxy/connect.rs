@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -27,6 +27,8 @@ pub struct UpstreamTls {
     pub alpn: Alpn,
     /// `outrider_tls_handshake_errors_total`, counted with direction `outbound`.
     pub errors: IntCounterVec,
+    /// `outrider_tls_handshakes_total{direction="outbound"}`.
+    pub handshakes: IntCounter,
 }
 
 /// Dials endpoints of one backend: TCP (with `connect_timeout`, `TCP_NODELAY`), then the
@@ -68,6 +70,7 @@ impl Dialer {
             let name = ServerName::IpAddress(addr.ip().into());
             match TlsConnector::from(cfg).connect(name, tcp).await {
                 Ok(stream) => {
+                    tls.handshakes.inc();
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     Ok(Conn::Tls(Box::new(TokioIo::new(stream)), h2))
                 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_success: Gauge,
     pub tls_handshake_errors: IntCounterVec,
+    /// Completed TLS handshakes (extension): the denominator of the error rate.
+    pub tls_handshakes: IntCounterVec,
     pub tls_cert_expiry: GaugeVec,
     /// Certificate file changes applied or rejected (extension).
     pub tls_rotations: IntCounterVec,
@@ -185,6 +187,14 @@ impl Metrics {
             &["direction", "reason"],
         )
         .expect("valid metric");
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "outrider_tls_handshakes_total",
+                "Completed TLS handshakes (peer verified), by direction.",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
         let tls_cert_expiry = GaugeVec::new(
             Opts::new(
                 "outrider_tls_cert_expiry_timestamp_seconds",
@@ -304,6 +314,7 @@ impl Metrics {
             connections_open.with_label_values(&[d]).set(0);
             connections_over_limit.with_label_values(&[d]).reset();
             rapid_reset_closes.with_label_values(&[d]).reset();
+            tls_handshakes.with_label_values(&[d]).reset();
         }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -317,6 +328,7 @@ impl Metrics {
             Box::new(config_reloads.clone()),
             Box::new(config_last_success.clone()),
             Box::new(tls_handshake_errors.clone()),
+            Box::new(tls_handshakes.clone()),
             Box::new(tls_cert_expiry.clone()),
             Box::new(tls_rotations.clone()),
             Box::new(authz_denied.clone()),
@@ -349,6 +361,7 @@ impl Metrics {
             config_reloads,
             config_last_success,
             tls_handshake_errors,
+            tls_handshakes,
             tls_cert_expiry,
             tls_rotations,
             authz_denied,
@@ -496,6 +509,7 @@ mod tests {
         m.outlier_ejections.with_label_values(&["b"]);
         m.tls_handshake_errors
             .with_label_values(&["inbound", "not-tls"]);
+        m.tls_handshakes.with_label_values(&["inbound"]);
         m.authz_denied.with_label_values(&["inbound", ""]);
         m.config_reloads.with_label_values(&["success"]);
         m.tls_cert_expiry.with_label_values(&["spiffe://td/sa/x"]);
@@ -544,6 +558,7 @@ mod tests {
                 "outrider_tls_handshake_errors_total",
                 &["direction", "reason"],
             ),
+            ("outrider_tls_handshakes_total", &["direction"]),
             ("outrider_authz_denied_total", &["direction", "peer"]),
             ("outrider_config_reloads_total", &["result"]),
             ("outrider_config_generation", &[]),

@@ -155,6 +155,15 @@ async fn the_outbound_pool_redials_after_the_inbound_closed_its_idle_connection(
     inbound.wait_connections_closed("inbound").await;
     assert_eq!(outbound.get("svc", "/second").await.status, 200);
     assert_eq!(app.paths(), ["/first", "/second"]);
+    for (proxy, direction) in [(&inbound, "inbound"), (&outbound, "outbound")] {
+        assert_eq!(
+            proxy
+                .metric("outrider_tls_handshakes_total", &[("direction", direction)])
+                .await,
+            Some(2.0),
+            "{direction}: one handshake per connection"
+        );
+    }
     assert_eq!(
         outbound
             .metric("outrider_proxy_errors_total", &[("direction", "outbound")])

@@ -137,6 +137,18 @@ async fn mesh_hop_carries_the_verified_identity_over_one_h2_connection() {
     // And later requests reuse it.
     assert_eq!(a.get("svc", "/again").await.status, 200);
     assert_eq!(inbound_connections(&b).await, Some(1.0));
+    // One handshake on each side, counted.
+    let handshakes = |dir| [("direction", dir)];
+    assert_eq!(
+        a.metric("outrider_tls_handshakes_total", &handshakes("outbound"))
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        b.metric("outrider_tls_handshakes_total", &handshakes("inbound"))
+            .await,
+        Some(1.0)
+    );
     for r in app.requests() {
         assert_eq!(
             r.header_all("x-outrider-peer-identity"),
