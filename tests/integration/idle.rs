@@ -24,13 +24,15 @@ async fn an_idle_h2_connection_is_closed_at_idle_timeout() {
     let proxy = Cfg::single(up.addr).limits(IDLE_LIMITS).start();
 
     let (mut send, conn) = h2_client(proxy.outbound_addr()).await;
+    // The proxy's idle clock starts when its response ends, after this instant and before the
+    // client has read it: a lower bound that does not depend on delivery.
+    let asked = Instant::now();
     let (status, _) = h2_get(&mut send, get("svc", "/once")).await.unwrap();
     assert_eq!(status, 200);
-    let answered = Instant::now();
     let ended = within(Duration::from_secs(5), "the idle connection's end", conn)
         .await
         .expect("the connection task");
-    let idle_for = answered.elapsed();
+    let idle_for = asked.elapsed();
     assert!(ended.is_ok(), "not a graceful end: {ended:?}");
     assert!(idle_for >= IDLE, "closed after only {idle_for:?}");
     proxy.wait_connections_closed("outbound").await;
@@ -91,19 +93,20 @@ async fn a_streaming_response_keeps_its_h2_connection_past_idle_timeout() {
     let (status, _) = h2_get(&mut send, get("echo", "/meanwhile")).await.unwrap();
     assert_eq!(status, 200);
 
+    // The stream cannot end before this instant (a lower bound for the idle clock's start).
+    let ending = Instant::now();
     step.notify_one();
     let mut rest = Vec::new();
     while let Some(chunk) = bounded("the rest of the stream", body.data()).await {
         rest.extend_from_slice(&chunk.unwrap());
     }
-    let ended_stream = Instant::now();
     assert!(String::from_utf8_lossy(&rest).contains("data: two"));
 
     let ended = within(Duration::from_secs(5), "the idle connection's end", conn)
         .await
         .expect("the connection task");
     assert!(ended.is_ok(), "not a graceful end: {ended:?}");
-    let idle_for = ended_stream.elapsed();
+    let idle_for = ending.elapsed();
     assert!(
         idle_for >= IDLE,
         "closed {idle_for:?} after the stream ended"

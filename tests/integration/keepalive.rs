@@ -123,7 +123,7 @@ async fn relay(
     }
 }
 
-/// An h2c backend behind the relay, PINGs every 200ms with 300ms to answer.
+/// An h2c backend behind the relay, with the given `h2_keepalive`.
 fn proxy_via(relay: &Freezer, keepalive: &str) -> crate::support::TestProxy {
     Cfg::new()
         .backend_with(
@@ -135,7 +135,8 @@ fn proxy_via(relay: &Freezer, keepalive: &str) -> crate::support::TestProxy {
         .start()
 }
 
-const KEEPALIVE: &str = "{ interval: 200ms, timeout: 300ms }";
+/// PINGs every 200ms, 1s to answer (generous: a loaded test machine must not miss one).
+const KEEPALIVE: &str = "{ interval: 200ms, timeout: 1s }";
 
 /// The pooled HTTP/2 connection answers its PINGs: after several intervals the next request
 /// still goes over it. Then the peer goes silent: the unanswered PING closes the connection,
@@ -179,7 +180,7 @@ async fn without_pings_a_silent_connection_stays_pooled() {
 
     assert_eq!(proxy.get("svc", "/one").await.status, 200);
     relay.freeze();
-    // The scenario: as long as the other test needs to see the connection closed, and more.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The scenario: longer than the other test's interval and timeout together.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(relay.closed(), 0, "closed without keep-alive PINGs");
 }
