@@ -79,6 +79,8 @@ SPEC_METRICS = {
     "outrider_tls_rotations_total",
     # extension (docs/metrics.md): completed TLS handshakes (denominator of the failure ratio)
     "outrider_tls_handshakes_total",
+    # extension (docs/metrics.md): plaintext client connections (permissive → strict migration)
+    "outrider_plaintext_connections_total",
     # extension (docs/metrics.md): per-tool MCP latency
     "outrider_mcp_request_duration_seconds_bucket",
     "outrider_mcp_request_duration_seconds_sum",

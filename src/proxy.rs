@@ -280,6 +280,12 @@ async fn serve_conn(
     let errors = &worker.shared.metrics.tls_handshake_errors;
     match (mode, hello, &worker.shared.tls) {
         (Mode::Plaintext, ..) | (Mode::Permissive, false, _) => {
+            worker
+                .shared
+                .metrics
+                .plaintext_connections
+                .with_label_values(&[dir.as_str()])
+                .inc();
             let svc = service(dir, &worker, peer, None, guard);
             serve_http(stream, svc, &builder, plain_proto, &worker).await
         }

@@ -45,6 +45,8 @@ pub struct Metrics {
     /// Client connections closed because most of their requests were cancelled before a
     /// response (HTTP/2 rapid reset, `proxy::resets`; extension).
     pub rapid_reset_closes: IntCounterVec,
+    /// Client connections served without TLS (extension): a `permissive` inbound's migration.
+    pub plaintext_connections: IntCounterVec,
     pub backend_endpoints: IntGaugeVec,
     pub config_generation: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -149,6 +151,14 @@ impl Metrics {
             Opts::new(
                 "outrider_rapid_reset_closes_total",
                 "Client connections ended because at least 100 and at least half of their requests were cancelled early, before a response (HTTP/2 rapid reset).",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let plaintext_connections = IntCounterVec::new(
+            Opts::new(
+                "outrider_plaintext_connections_total",
+                "Client connections served without TLS, by direction (the outbound listener's always; a plaintext or permissive inbound's).",
             ),
             &["direction"],
         )
@@ -314,6 +324,7 @@ impl Metrics {
             connections_open.with_label_values(&[d]).set(0);
             connections_over_limit.with_label_values(&[d]).reset();
             rapid_reset_closes.with_label_values(&[d]).reset();
+            plaintext_connections.with_label_values(&[d]).reset();
             tls_handshakes.with_label_values(&[d]).reset();
         }
         for c in [
@@ -323,6 +334,7 @@ impl Metrics {
             Box::new(connections_open.clone()),
             Box::new(connections_over_limit.clone()),
             Box::new(rapid_reset_closes.clone()),
+            Box::new(plaintext_connections.clone()),
             Box::new(backend_endpoints.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_reloads.clone()),
@@ -356,6 +368,7 @@ impl Metrics {
             connections_open,
             connections_over_limit,
             rapid_reset_closes,
+            plaintext_connections,
             backend_endpoints,
             config_generation,
             config_reloads,

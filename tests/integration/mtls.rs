@@ -278,6 +278,17 @@ async fn permissive_mode_accepts_mtls_and_plaintext() {
         seen[1].header("x-outrider-peer-identity"),
         Some(Pki::id("gateway").as_str())
     );
+    // What a migration to `strict` watches: plaintext connections against mTLS ones.
+    let inbound = [("direction", "inbound")];
+    assert_eq!(
+        b.metric("outrider_plaintext_connections_total", &inbound)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        b.metric("outrider_tls_handshakes_total", &inbound).await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
