@@ -36,6 +36,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use preface::PrefaceDeadline;
+use prometheus::IntCounter;
 use resets::Resets;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -192,8 +193,14 @@ pub async fn accept_loop(
     worker: Arc<Worker>,
     limits: Limits,
 ) {
-    let builder = server_builder(&limits);
     let metrics = &worker.shared.metrics;
+    let per_listener = Arc::new(Listener {
+        builders: server_builder(&limits),
+        plaintext: metrics
+            .plaintext_connections
+            .with_label_values(&[dir.as_str()]),
+        handshakes: metrics.tls_handshakes.with_label_values(&[dir.as_str()]),
+    });
     let gauge = metrics.connections_open.with_label_values(&[dir.as_str()]);
     let over_limit = metrics
         .connections_over_limit
@@ -232,8 +239,7 @@ pub async fn accept_loop(
                 peer,
                 dir,
                 worker.clone(),
-                builder.clone(),
-                limits.header_read_timeout,
+                per_listener.clone(),
                 guard,
             )
             .instrument(span),
@@ -242,15 +248,24 @@ pub async fn accept_loop(
     debug!(direction = dir.as_str(), "listener closed");
 }
 
+/// What the connections of one listener share: its server settings, and its counters of
+/// plaintext connections and TLS handshakes (resolved once, not per connection).
+struct Listener {
+    builders: Arc<Builders>,
+    plaintext: IntCounter,
+    handshakes: IntCounter,
+}
+
 async fn serve_conn(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     dir: Direction,
     worker: Arc<Worker>,
-    builder: Arc<Builders>,
-    header_read_timeout: Duration,
+    listener: Arc<Listener>,
     guard: ConnGuard,
 ) {
+    let builder = &*listener.builders;
+    let header_read_timeout = builder.header_read_timeout;
     // A client that connects and sends nothing is dropped after the header read timeout
     // (hyper's own timer only starts once the HTTP/1 parser runs).
     let mut probe = [0u8; 1];
@@ -280,14 +295,9 @@ async fn serve_conn(
     let errors = &worker.shared.metrics.tls_handshake_errors;
     match (mode, hello, &worker.shared.tls) {
         (Mode::Plaintext, ..) | (Mode::Permissive, false, _) => {
-            worker
-                .shared
-                .metrics
-                .plaintext_connections
-                .with_label_values(&[dir.as_str()])
-                .inc();
+            listener.plaintext.inc();
             let svc = service(dir, &worker, peer, None, guard);
-            serve_http(stream, svc, &builder, plain_proto, &worker).await
+            serve_http(stream, svc, builder, plain_proto, &worker).await
         }
         (Mode::Strict | Mode::Permissive, true, Some(store)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(store.current().server.clone());
@@ -305,12 +315,7 @@ async fn serve_conn(
                     return;
                 }
             };
-            worker
-                .shared
-                .metrics
-                .tls_handshakes
-                .with_label_values(&["inbound"])
-                .inc();
+            listener.handshakes.inc();
             let identity = tls
                 .get_ref()
                 .1
@@ -325,7 +330,7 @@ async fn serve_conn(
                 _ => Proto::Detect,
             };
             let svc = service(dir, &worker, peer, identity, guard);
-            serve_http(tls, svc, &builder, proto, &worker).await
+            serve_http(tls, svc, builder, proto, &worker).await
         }
         (Mode::Strict, false, _) => {
             errors.with_label_values(&["inbound", "not-tls"]).inc();
@@ -470,24 +475,29 @@ impl Ends<'_> {
             biased;
             r = conn.as_mut() => r,
             end = wake::OnWake::new(end) => {
-                // Drain: until the process stops. Too many early cancellations: a short grace.
+                // Drain or idle: the requests in flight may finish until the process stops. Too
+                // many early cancellations: a short grace.
                 let mut grace = None;
-                if let End::Idle = end {
-                    debug!(idle_timeout = ?self.idle_timeout, "closing an idle connection");
-                }
-                if let End::Resets = end {
-                    let (requests, cancelled) = self.resets.counts();
-                    self.worker
-                        .shared
-                        .metrics
-                        .rapid_reset_closes
-                        .with_label_values(&[self.dir.as_str()])
-                        .inc();
-                    debug!(
-                        requests,
-                        cancelled, "ending the connection: most of its requests were cancelled early"
-                    );
-                    grace = Some(tokio::time::sleep(resets::GRACE));
+                match end {
+                    End::Drain => {}
+                    End::Idle => {
+                        debug!(idle_timeout = ?self.idle_timeout, "closing an idle connection");
+                    }
+                    End::Resets => {
+                        let (requests, cancelled) = self.resets.counts();
+                        self.worker
+                            .shared
+                            .metrics
+                            .rapid_reset_closes
+                            .with_label_values(&[self.dir.as_str()])
+                            .inc();
+                        debug!(
+                            requests,
+                            cancelled,
+                            "ending the connection: most of its requests were cancelled early"
+                        );
+                        grace = Some(tokio::time::sleep(resets::GRACE));
+                    }
                 }
                 // GOAWAY (or `Connection: close`): no new requests; those in flight finish.
                 graceful(conn.as_mut());
